@@ -1,0 +1,1 @@
+"""oban_bridge: Python workers and inserts on Elixir Oban's PostgreSQL tables."""

@@ -1,0 +1,113 @@
+"""Database plumbing shared by the async core and the sync facade.
+
+Every operation is written once, as a *plan*: a generator that yields `Query`/`Sleep` steps and
+receives each query's rows back. `run_sync` drives a plan on a psycopg `Connection`, `run_async`
+on an `AsyncConnection` — the same trick psycopg itself uses for its protocol, and why the two
+clients can mirror each other name for name without two copies of the SQL logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+T = TypeVar("T")
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    statement: sql.Composable
+    params: Params = None
+    fetch: Literal["all", "none"] = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+Step = Query | Sleep
+Plan = Generator[Step, Any, T]
+
+
+def run_sync(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+    result: Any = None
+    try:
+        while True:
+            step = plan.send(result)
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                result = None
+                continue
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(step.statement, step.params)
+                result = cur.fetchall() if step.fetch == "all" and cur.description else None
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    result: Any = None
+    try:
+        while True:
+            step = plan.send(result)
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                result = None
+                continue
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(step.statement, step.params)
+                result = await cur.fetchall() if step.fetch == "all" and cur.description else None
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def caller_scope(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Run inside the caller's transaction when there is one.
+
+    A connection in autocommit mode has no transaction to join, so the work gets its own (the
+    unique check needs its advisory lock held until the insert commits). Otherwise statements run
+    in the caller's implicit transaction and commit or roll back with it.
+    """
+    return conn.transaction() if conn.autocommit else nullcontext()
+
+
+def async_caller_scope(conn: psycopg.AsyncConnection[Any]) -> AbstractAsyncContextManager[Any]:
+    if conn.autocommit:
+        return conn.transaction()
+    return _async_null()
+
+
+class _async_null:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def load_query(name: str) -> str:
+    """Read `oban_bridge/queries/<name>.sql`: one statement per file, reviewed on its own."""
+    return resources.files("oban_bridge.queries").joinpath(f"{name}.sql").read_text()
+
+
+_query_cache: dict[str, sql.SQL] = {}
+
+
+def prefixed(name: str, prefix: str, **extra: sql.Composable) -> sql.Composed:
+    """A query from `queries/` with `{prefix}` bound to the quoted schema identifier."""
+    template = _query_cache.get(name)
+    if template is None:
+        template = _query_cache[name] = sql.SQL(load_query(name))  # type: ignore[arg-type]
+    return template.format(prefix=sql.Identifier(prefix), **extra)
