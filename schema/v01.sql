@@ -3,11 +3,13 @@
 -- string literal, {insert_channel} the literal '<prefix>.oban_insert'. Literal braces are doubled.
 -- Since 2.23 V01 creates the enum with every state, so a fresh install already has 'suspended'
 -- in second place, exactly where V14 puts it on an upgrade.
+-- Oban casts the prefix with ::regnamespace, which rejects names that need quoting (spaces,
+-- quotes); looking the name up in pg_namespace finds the same schema for every name.
 DO $$
 BEGIN
 IF NOT EXISTS (SELECT 1 FROM pg_type
                WHERE typname = 'oban_job_state'
-                 AND typnamespace = {prefix_literal}::regnamespace::oid) THEN
+                 AND typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = {prefix_literal})) THEN
     CREATE TYPE {prefix}.oban_job_state AS ENUM (
       'available',
       'suspended',

@@ -1,0 +1,75 @@
+"""`oban-bridge`: one click group, a module per verb family.
+
+Exit codes: 0 ok, 1 the operation failed (database unreachable, schema missing…), 2 bad usage or
+input. Errors are one line on stderr; `--debug` shows the traceback. Passwords are masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from ..config import DEFAULT_PREFIX, mask_password
+from ..errors import ObanBridgeError, ValidationError
+
+
+class Context:
+    def __init__(self, database_url: str | None, prefix: str, debug: bool) -> None:
+        self.database_url = database_url
+        self.prefix = prefix
+        self.debug = debug
+
+    def client(self) -> Any:
+        from ..client import ObanBridge
+
+        return ObanBridge(self.database_url, prefix=self.prefix)
+
+
+class BridgeGroup(click.Group):
+    """Turns oban_bridge's own errors into one clear line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if _debug(ctx):
+                raise
+            raise click.UsageError(str(exc), ctx) from None
+        except (ObanBridgeError, ValueError) as exc:
+            if _debug(ctx):
+                raise
+            raise click.ClickException(mask_password(str(exc))) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_object(Context)
+    return bool(obj and obj.debug) or "--debug" in sys.argv
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    help="PostgreSQL URL (env DATABASE_URL). Without one the embedded PostgreSQL is used.",
+)
+@click.option(
+    "--prefix",
+    envvar="OBAN_PREFIX",
+    default=DEFAULT_PREFIX,
+    show_default=True,
+    help="The PostgreSQL schema holding Oban's tables (Oban's :prefix).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="oban_bridge")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool) -> None:
+    """Enqueue and inspect Oban jobs from Python, on the tables Elixir Oban uses."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    ctx.obj = Context(database_url, prefix, debug)
+
+
+from . import enqueue as _enqueue  # noqa: E402,F401
+from . import schema as _schema  # noqa: E402,F401

@@ -1,0 +1,176 @@
+"""Inserting jobs: `insert` (unique-aware) and `insert_all`, written as plans (see `db.py`).
+
+What an Elixir node sees must be what Elixir itself writes: the same columns and defaults
+(lib/oban/engines/basic.ex), and one `insert` notification per queue with available jobs, sent
+in the inserting transaction so listeners hear it only after commit (lib/oban/engine.ex
+`notify_trigger/2`). Elixir notifies for a unique conflict too when the returned job is available,
+and so do we (seen in elixir_interop_fixtures/notifications.jsonl).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from psycopg import sql
+
+from . import unique as uniq
+from .db import Plan, Query, Sleep, prefixed
+from .job import Job, to_db_timestamp
+from .notifier import channel, encode
+
+log = logging.getLogger(__name__)
+
+
+def _params(job: Job) -> dict[str, Any]:
+    return {
+        "state": job.state,
+        "queue": job.queue,
+        "worker": job.worker,
+        "args": orjson.dumps(job.args).decode(),
+        "meta": orjson.dumps(job.meta).decode(),
+        "tags": job.tags,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "scheduled_at": None if job.scheduled_at is None else to_db_timestamp(job.scheduled_at),
+    }
+
+
+def notify_plan(prefix: str, jobs: Sequence[Job]) -> Plan[None]:
+    queues = dict.fromkeys(j.queue for j in jobs if j.state == "available")
+    if queues:
+        payloads = [encode({"queue": q}) for q in queues]
+        yield Query(
+            prefixed("notify", prefix),
+            {"channel": channel(prefix, "insert"), "payloads": payloads},
+        )
+
+
+def insert_plan(prefix: str, job: Job) -> Plan[Job]:
+    """Insert one job inside the current transaction; a unique job may come back as a conflict."""
+    if job.unique is None:
+        rows = yield Query(prefixed("insert_job", prefix), _params(job))
+        inserted = _with_virtuals(Job.from_row(rows[0]), job)
+    else:
+        inserted = yield from _insert_unique(prefix, job, job.unique)
+    yield from notify_plan(prefix, [inserted])
+    return inserted
+
+
+def _insert_unique(prefix: str, job: Job, unique: uniq.Unique) -> Plan[Job]:
+    values = uniq.match_values(job, unique)
+    yield Query(prefixed("unique_lock", prefix), {"key": uniq.lock_key(prefix, unique, values)})
+    query, params = uniq.conflict_query(prefix, unique, values)
+    found = yield Query(query, params)
+    if not found:
+        rows = yield Query(prefixed("insert_job", prefix), _params(job))
+        return _with_virtuals(Job.from_row(rows[0]), job)
+    existing = found[0]
+    changes = _replacements(job, existing["state"])
+    if changes:
+        query, params = uniq.replace_query(prefix, existing["id"], changes)
+        existing = (yield Query(query, params))[0]
+    return Job.from_row(existing, conflict=True)
+
+
+def _replacements(job: Job, state: str) -> dict[str, Any]:
+    if not job.replace:
+        return {}
+    out: dict[str, Any] = {}
+    for name in job.replace.get(state, ()):
+        if name in job.changes:
+            value = getattr(job, name)
+            out[name] = to_db_timestamp(value) if name == "scheduled_at" else value
+    return out
+
+
+def _with_virtuals(row: Job, job: Job) -> Job:
+    row.unique = job.unique
+    row.replace = job.replace
+    row.changes = job.changes
+    return row
+
+
+def settle_plan(prefix: str, job: Job, timeout: float) -> Plan[Job]:
+    """After a unique insert commits, make sure no Elixir inserter slipped a twin in beside it.
+
+    An Elixir unique insert holds its advisory lock from before its duplicate check until its
+    commit. Any Elixir insert that could have missed our row was therefore holding such a lock at
+    the moment we committed; one that checks later sees our row. So: wait for those transactions
+    to end, look again, and if a twin committed, withdraw ours — while no producer has started it —
+    and hand back the Elixir job as the conflict, which is what Elixir's caller already holds.
+    """
+    if job.unique is None or job.conflict or job.id is None:
+        return job
+    inflight = {(r["pid"], r["xact_start"]) for r in (yield Query(prefixed("unique_inflight", prefix)))}
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while inflight and time.monotonic() < deadline:
+        yield Sleep(pause)
+        pause = min(pause * 2, 0.05)
+        now = {(r["pid"], r["xact_start"]) for r in (yield Query(prefixed("unique_inflight", prefix)))}
+        inflight &= now
+    if inflight:
+        log.warning(
+            "unique settle timed out",
+            extra={"job_id": job.id, "worker": job.worker, "waiting_on": sorted(p for p, _ in inflight)},
+        )
+    query, params = uniq.conflict_query(prefix, job.unique, uniq.match_values(job, job.unique), exclude_id=job.id)
+    twins = yield Query(query, params)
+    if not twins:
+        return job
+    withdrawn = yield Query(prefixed("unique_withdraw", prefix), {"id": job.id})
+    if withdrawn:
+        log.info(
+            "unique insert withdrawn for a concurrent twin",
+            extra={"job_id": job.id, "twin_id": twins[0]["id"], "worker": job.worker},
+        )
+        return Job.from_row(twins[0], conflict=True)
+    log.warning(
+        "unique job duplicated by a concurrent insert and already started",
+        extra={"job_id": job.id, "twin_id": twins[0]["id"], "worker": job.worker},
+    )
+    return job
+
+
+_COLUMNS = ("state", "queue", "worker", "args", "meta", "tags", "priority", "max_attempts", "scheduled_at")
+
+
+def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
+    """Insert many jobs with one statement for the plain ones.
+
+    Elixir's Basic engine ignores `unique` in insert_all; Oban users reach for unique because they
+    need it, so unique jobs here go through the same check as `insert`, in the same transaction.
+    """
+    results: list[Job | None] = [None] * len(jobs)
+    plain = [i for i, j in enumerate(jobs) if j.unique is None]
+    if plain:
+        columns: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+        dumps = orjson.dumps
+        for i in plain:
+            job = jobs[i]
+            columns["state"].append(job.state)
+            columns["queue"].append(job.queue)
+            columns["worker"].append(job.worker)
+            columns["args"].append(dumps(job.args).decode())
+            columns["meta"].append(dumps(job.meta).decode())
+            columns["tags"].append(dumps(job.tags).decode())
+            columns["priority"].append(job.priority)
+            columns["max_attempts"].append(job.max_attempts)
+            at = job.scheduled_at
+            columns["scheduled_at"].append(None if at is None else to_db_timestamp(at))
+        rows = yield Query(prefixed("insert_all_jobs", prefix), columns)
+        for i, row in zip(plain, rows, strict=True):
+            results[i] = Job.from_row(row)
+    for i, job in enumerate(jobs):
+        if job.unique is not None:
+            results[i] = yield from _insert_unique(prefix, job, job.unique)
+    done = [r for r in results if r is not None]
+    yield from notify_plan(prefix, done)
+    return done
+
+
+__all__ = ["insert_plan", "insert_all_plan", "settle_plan", "notify_plan", "sql"]

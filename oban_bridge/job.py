@@ -1,0 +1,309 @@
+"""One `oban_jobs` row, and `Job.new`, the Python twin of `Oban.Job.new/2` (lib/oban/job.ex).
+
+Options are validated and normalised here, before anything reaches the database, with the same
+rules and defaults as Elixir: tags trimmed, downcased, de-duplicated; `scheduled_at` or
+`schedule_in` makes a job `scheduled`; priority 0..9; max_attempts > 0; worker and queue 1..127
+characters (the `worker_length`/`queue_length` checks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from .errors import ValidationError
+from .unique import Replace, Unique, normalize_replace, normalize_unique
+
+UTC = timezone.utc
+
+STATES = (
+    "available",
+    "suspended",
+    "scheduled",
+    "executing",
+    "retryable",
+    "completed",
+    "discarded",
+    "cancelled",
+)
+
+_NAME_LIMIT = 127
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Aware UTC. A naive datetime is taken to be UTC already, as Oban stores timestamps."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_db_timestamp(value: datetime) -> datetime:
+    """Oban's columns are `timestamp without time zone` holding UTC."""
+    return to_utc(value).replace(tzinfo=None)
+
+
+def worker_name(worker: Any) -> str:
+    """A worker is a string (any language's name for it) or a Python worker class/function.
+
+    Python workers carry their registered name in `__oban_worker__`; anything else is named by
+    its dotted path, as Elixir names a worker by its module (without the `Elixir.` prefix).
+    """
+    if isinstance(worker, str):
+        return worker
+    name = getattr(worker, "__oban_worker__", None)
+    if isinstance(name, str):
+        return name
+    module = getattr(worker, "__module__", None)
+    qualname = getattr(worker, "__qualname__", None)
+    if module and qualname:
+        return f"{module}.{qualname}"
+    raise ValidationError("worker", f"expected a string or a worker class, got {worker!r}")
+
+
+def encode_json(value: Any, name: str) -> bytes:
+    """JSON the way Jason would store it, or a clear error naming the option."""
+    try:
+        data = orjson.dumps(value)
+    except TypeError as exc:
+        raise ValidationError(name, f"not JSON encodable ({exc})") from None
+    if b"\\u0000" in data:
+        # PostgreSQL's jsonb cannot hold NUL characters; fail here, not halfway through a batch.
+        raise ValidationError(name, "strings may not contain the NUL character (\\u0000)")
+    return data
+
+
+def _check_name(value: Any, field_name: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field_name, f"expected a string, got {type(value).__name__}")
+    if not 0 < len(value) <= _NAME_LIMIT:
+        raise ValidationError(field_name, f"must be 1 to {_NAME_LIMIT} characters, got {len(value)}")
+    return value
+
+
+def _check_int(value: Any, field_name: str, low: int, high: int | None, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field_name, f"expected {what}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValidationError(field_name, f"expected {what}, got {value!r}")
+    return value
+
+
+def normalize_tags(tags: Iterable[Any] | None) -> list[str]:
+    """lib/oban/job.ex `normalize_tags/1`: to_string, trim, downcase, drop empty, uniq."""
+    if tags is None:
+        return []
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+        raise ValidationError("tags", f"expected a list of strings, got {tags!r}")
+    seen: dict[str, None] = {}
+    for tag in tags:
+        if isinstance(tag, bool) or not isinstance(tag, (str, int, float)):
+            raise ValidationError("tags", f"expected strings, got {tag!r}")
+        text = tag if isinstance(tag, str) else str(tag)
+        # Elixir's String.trim/downcase are Unicode-aware, like str.strip/lower (not ASCII-only).
+        text = text.strip().lower()
+        if text:
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+@dataclass(slots=True)
+class Job:
+    """A row of `oban_jobs`, column for column, plus Oban's virtual fields.
+
+    Timestamps are aware UTC datetimes in Python and naive UTC in the table, as Ecto's
+    `:utc_datetime_usec` stores them.
+    """
+
+    worker: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    state: str = "available"
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    priority: int = 0
+    max_attempts: int = 20
+    attempt: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    attempted_by: list[str] | None = None
+    id: int | None = None
+    inserted_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    attempted_at: datetime | None = None
+    completed_at: datetime | None = None
+    discarded_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    # Virtual, as in Oban.Job: not columns.
+    conflict: bool = False
+    unique: Unique | None = None
+    replace: Replace | None = None
+    changes: frozenset[str] = frozenset()
+
+    @classmethod
+    def new(
+        cls,
+        worker: Any,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str = "default",
+        meta: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        priority: int | None = None,
+        max_attempts: int = 20,
+        scheduled_at: datetime | None = None,
+        schedule_in: float | timedelta | None = None,
+        unique: Any = None,
+        replace: Any = None,
+        state: str | None = None,
+    ) -> Job:
+        """Build a validated job ready for `insert`, like `Oban.Job.new(args, opts)`."""
+        name = _check_name(worker_name(worker), "worker")
+        args = {} if args is None else args
+        if not isinstance(args, Mapping):
+            raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
+        meta = {} if meta is None else meta
+        if not isinstance(meta, Mapping):
+            raise ValidationError("meta", f"expected a JSON object (a mapping), got {type(meta).__name__}")
+        args_dict = orjson.loads(encode_json(dict(args), "args"))
+        meta_dict = orjson.loads(encode_json(dict(meta), "meta"))
+        queue = _check_name(queue, "queue")
+        if priority is not None:
+            _check_int(priority, "priority", 0, 9, "an integer from 0 to 9")
+        _check_int(max_attempts, "max_attempts", 1, None, "an integer greater than 0")
+
+        if scheduled_at is not None and schedule_in is not None:
+            raise ValidationError("schedule_in", "give either scheduled_at or schedule_in, not both")
+        at: datetime | None = None
+        if scheduled_at is not None:
+            if not isinstance(scheduled_at, datetime):
+                raise ValidationError("scheduled_at", f"expected a datetime, got {scheduled_at!r}")
+            at = to_utc(scheduled_at)
+        elif schedule_in is not None:
+            at = utc_now() + _schedule_delta(schedule_in)
+
+        if state is None:
+            # lib/oban/job.ex normalize_state/1: any scheduled_at makes the job scheduled; the
+            # stager makes it available once due, as it would for an Elixir insert.
+            state = "scheduled" if at is not None else "available"
+        elif state not in STATES:
+            raise ValidationError("state", f"expected one of {', '.join(STATES)}, got {state!r}")
+
+        tag_list = normalize_tags(tags)
+        # What Ecto's cast/3 would record as changes against Oban.Job's struct defaults: on a
+        # unique conflict `replace` copies only these (basic.ex resolve_conflict/4).
+        changes = {"worker", "args"}
+        changes.update(
+            name
+            for name, changed in (
+                ("queue", queue != "default"),
+                ("meta", bool(meta_dict)),
+                ("tags", bool(tag_list)),
+                ("max_attempts", max_attempts != 20),
+                ("priority", priority is not None),
+                ("scheduled_at", at is not None),
+            )
+            if changed
+        )
+        return cls(
+            worker=name,
+            args=args_dict,
+            queue=queue,
+            state=state,
+            meta=meta_dict,
+            tags=tag_list,
+            priority=0 if priority is None else priority,
+            max_attempts=max_attempts,
+            scheduled_at=at,
+            unique=normalize_unique(unique),
+            replace=normalize_replace(replace),
+            changes=frozenset(changes),
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, conflict: bool = False) -> Job:
+        def ts(key: str) -> datetime | None:
+            value = row.get(key)
+            return None if value is None else to_utc(value)
+
+        return cls(
+            id=row["id"],
+            state=row["state"],
+            queue=row["queue"],
+            worker=row["worker"],
+            args=row["args"],
+            errors=list(row["errors"] or []),
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            inserted_at=ts("inserted_at"),
+            scheduled_at=ts("scheduled_at"),
+            attempted_at=ts("attempted_at"),
+            completed_at=ts("completed_at"),
+            attempted_by=row.get("attempted_by"),
+            discarded_at=ts("discarded_at"),
+            priority=row["priority"],
+            tags=list(row.get("tags") or []),
+            meta=row.get("meta") or {},
+            cancelled_at=ts("cancelled_at"),
+            conflict=conflict,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with timestamps in ISO 8601 UTC and Oban's `conflict?` as `conflict`."""
+
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+        return {
+            "id": self.id,
+            "state": self.state,
+            "queue": self.queue,
+            "worker": self.worker,
+            "args": self.args,
+            "meta": self.meta,
+            "tags": self.tags,
+            "priority": self.priority,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "errors": self.errors,
+            "attempted_by": self.attempted_by,
+            "inserted_at": iso(self.inserted_at),
+            "scheduled_at": iso(self.scheduled_at),
+            "attempted_at": iso(self.attempted_at),
+            "completed_at": iso(self.completed_at),
+            "discarded_at": iso(self.discarded_at),
+            "cancelled_at": iso(self.cancelled_at),
+            "conflict": self.conflict,
+        }
+
+
+def _schedule_delta(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError("schedule_in", f"expected seconds (a number) or a timedelta, got {value!r}")
+    return timedelta(seconds=value)
+
+
+def check(job: Job) -> Job:
+    """Cheap re-check of a job built without `Job.new` (a raw dataclass), before it is written."""
+    if not isinstance(job, Job):
+        raise ValidationError("job", f"expected an oban_bridge Job (see Job.new), got {type(job).__name__}")
+    _check_name(job.worker, "worker")
+    _check_name(job.queue, "queue")
+    _check_int(job.priority, "priority", 0, 9, "an integer from 0 to 9")
+    _check_int(job.max_attempts, "max_attempts", 1, None, "an integer greater than 0")
+    if job.state not in STATES:
+        raise ValidationError("state", f"expected one of {', '.join(STATES)}, got {job.state!r}")
+    if not isinstance(job.args, dict):
+        raise ValidationError("args", f"expected a JSON object (a dict), got {type(job.args).__name__}")
+    if not isinstance(job.meta, dict):
+        raise ValidationError("meta", f"expected a JSON object (a dict), got {type(job.meta).__name__}")
+    return job
