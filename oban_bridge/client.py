@@ -21,7 +21,7 @@ from . import schema
 from .config import DEFAULT_NAME, DEFAULT_PREFIX, Config, default_node, mask_password
 from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
 from .errors import DatabaseUnavailableError, SchemaMissingError
-from .insert import insert_all_plan, insert_plan, settle_plan
+from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
 
 T = TypeVar("T")
@@ -142,11 +142,21 @@ class AsyncObanBridge(_Base):
             raise self._translate(exc) from exc
 
     async def insert(self, job: Job, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Job:
-        inserted = await self._transaction(insert_plan(self.prefix, check(job)), conn)
-        if conn is None and inserted.unique is not None and not inserted.conflict:
+        check(job)
+        if conn is not None or job.unique is None:
+            return await self._transaction(insert_plan(self.prefix, job), conn)
+        # Our own connection: hold the unique lock across commit and settle (see settle_plan).
+        try:
             async with self.connection() as own:
-                inserted = await run_async(own, settle_plan(self.prefix, inserted, self.unique_settle_timeout))
-        return inserted
+                await run_async(own, unique_lock_plan(self.prefix, job))
+                try:
+                    async with own.transaction():
+                        inserted = await run_async(own, insert_plan(self.prefix, job, locked=True))
+                    return await run_async(own, settle_plan(self.prefix, inserted, self.unique_settle_timeout))
+                finally:
+                    await run_async(own, unique_lock_plan(self.prefix, job, release=True))
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
 
     async def insert_all(
         self, jobs: Iterable[Job], *, conn: psycopg.AsyncConnection[Any] | None = None
@@ -216,11 +226,21 @@ class ObanBridge(_Base):
             raise self._translate(exc) from exc
 
     def insert(self, job: Job, *, conn: psycopg.Connection[Any] | None = None) -> Job:
-        inserted = self._transaction(insert_plan(self.prefix, check(job)), conn)
-        if conn is None and inserted.unique is not None and not inserted.conflict:
+        check(job)
+        if conn is not None or job.unique is None:
+            return self._transaction(insert_plan(self.prefix, job), conn)
+        # Our own connection: hold the unique lock across commit and settle (see settle_plan).
+        try:
             with self.connection() as own:
-                inserted = run_sync(own, settle_plan(self.prefix, inserted, self.unique_settle_timeout))
-        return inserted
+                run_sync(own, unique_lock_plan(self.prefix, job))
+                try:
+                    with own.transaction():
+                        inserted = run_sync(own, insert_plan(self.prefix, job, locked=True))
+                    return run_sync(own, settle_plan(self.prefix, inserted, self.unique_settle_timeout))
+                finally:
+                    run_sync(own, unique_lock_plan(self.prefix, job, release=True))
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
 
     def insert_all(self, jobs: Iterable[Job], *, conn: psycopg.Connection[Any] | None = None) -> list[Job]:
         batch = [check(j) for j in jobs]

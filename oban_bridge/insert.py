@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from psycopg import sql
 
 from . import unique as uniq
 from .db import Plan, Query, Sleep, prefixed
@@ -49,20 +48,32 @@ def notify_plan(prefix: str, jobs: Sequence[Job]) -> Plan[None]:
         )
 
 
-def insert_plan(prefix: str, job: Job) -> Plan[Job]:
-    """Insert one job inside the current transaction; a unique job may come back as a conflict."""
+def insert_plan(prefix: str, job: Job, *, locked: bool = False) -> Plan[Job]:
+    """Insert one job inside the current transaction; a unique job may come back as a conflict.
+
+    `locked` says the caller already holds the session-level unique lock (`unique_lock_plan`).
+    """
     if job.unique is None:
         rows = yield Query(prefixed("insert_job", prefix), _params(job))
         inserted = _with_virtuals(Job.from_row(rows[0]), job)
     else:
-        inserted = yield from _insert_unique(prefix, job, job.unique)
+        inserted = yield from _insert_unique(prefix, job, job.unique, locked=locked)
     yield from notify_plan(prefix, [inserted])
     return inserted
 
 
-def _insert_unique(prefix: str, job: Job, unique: uniq.Unique) -> Plan[Job]:
+def unique_lock_plan(prefix: str, job: Job, *, release: bool = False) -> Plan[None]:
+    """Take (or release) the session-level lock for a unique job, around insert and settle."""
+    if job.unique is not None:
+        key = uniq.lock_key(prefix, job.unique, uniq.match_values(job, job.unique))
+        name = "unique_unlock_session" if release else "unique_lock_session"
+        yield Query(prefixed(name, prefix), {"key": key})
+
+
+def _insert_unique(prefix: str, job: Job, unique: uniq.Unique, *, locked: bool = False) -> Plan[Job]:
     values = uniq.match_values(job, unique)
-    yield Query(prefixed("unique_lock", prefix), {"key": uniq.lock_key(prefix, unique, values)})
+    if not locked:
+        yield Query(prefixed("unique_lock", prefix), {"key": uniq.lock_key(prefix, unique, values)})
     query, params = uniq.conflict_query(prefix, unique, values)
     found = yield Query(query, params)
     if not found:
@@ -165,12 +176,14 @@ def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
         rows = yield Query(prefixed("insert_all_jobs", prefix), columns)
         for i, row in zip(plain, rows, strict=True):
             results[i] = Job.from_row(row)
-    for i, job in enumerate(jobs):
-        if job.unique is not None:
-            results[i] = yield from _insert_unique(prefix, job, job.unique)
+    # Unique jobs in lock-key order, so two batches never wait on each other's locks in a cycle.
+    unique_jobs = [(i, j, j.unique) for i, j in enumerate(jobs) if j.unique is not None]
+    unique_jobs.sort(key=lambda t: uniq.lock_key(prefix, t[2], uniq.match_values(t[1], t[2])))
+    for i, job, unique in unique_jobs:
+        results[i] = yield from _insert_unique(prefix, job, unique)
     done = [r for r in results if r is not None]
     yield from notify_plan(prefix, done)
     return done
 
 
-__all__ = ["insert_plan", "insert_all_plan", "settle_plan", "notify_plan", "sql"]
+__all__ = ["insert_plan", "insert_all_plan", "settle_plan", "notify_plan", "unique_lock_plan"]
