@@ -27,7 +27,7 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    statement: sql.Composable
+    statement: sql.SQL | sql.Composed
     params: Params = None
     fetch: Literal["all", "none"] = "all"
 
@@ -109,5 +109,5 @@ def prefixed(name: str, prefix: str, **extra: sql.Composable) -> sql.Composed:
     """A query from `queries/` with `{prefix}` bound to the quoted schema identifier."""
     template = _query_cache.get(name)
     if template is None:
-        template = _query_cache[name] = sql.SQL(load_query(name))  # type: ignore[arg-type]
+        template = _query_cache[name] = sql.SQL(load_query(name))
     return template.format(prefix=sql.Identifier(prefix), **extra)

@@ -41,7 +41,7 @@ def start(path: Path | None = None, *, announce: bool = True) -> Any:
             "`pip install 'oban_bridge[embedded]'` or set DATABASE_URL"
         ) from exc
     path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(path)
+    server = pgserver.get_server(path)  # type: ignore[attr-defined]
     _servers[path] = server
     if announce:
         print(f"oban_bridge: embedded PostgreSQL with data in {path}", file=sys.stderr)

@@ -40,7 +40,7 @@ def migration_sql(version: int) -> str:
 
 
 def render_migration(version: int, prefix: str) -> sql.Composed:
-    return sql.SQL(migration_sql(version)).format(  # type: ignore[arg-type]
+    return sql.SQL(migration_sql(version)).format(
         prefix=sql.Identifier(prefix),
         prefix_literal=sql.Literal(prefix),
         insert_channel=sql.Literal(f"{prefix}.oban_insert"),

@@ -190,7 +190,7 @@ def conflict_query(
     """`SELECT` the first job that makes `values` a duplicate (basic.ex unique_query/1)."""
     table = sql.SQL("{}.oban_jobs").format(sql.Identifier(prefix))
     enum = sql.SQL("{}.oban_job_state[]").format(sql.Identifier(prefix))
-    where = [sql.SQL("state = ANY(%s::{})").format(enum)]
+    where: list[sql.Composable] = [sql.SQL("state = ANY(%s::{})").format(enum)]
     params: list[Any] = [list(unique.states)]
     if unique.period is not None:
         where.append(
@@ -228,7 +228,7 @@ def conflict_query(
 
 def replace_query(prefix: str, job_id: int, changes: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
     """`UPDATE` the existing job with the replaced fields (basic.ex resolve_conflict/4)."""
-    sets = []
+    sets: list[sql.Composable] = []
     params: list[Any] = []
     for name, value in changes.items():
         if name in ("args", "meta"):

@@ -71,7 +71,8 @@ def enqueue(
     """
     unique: dict[str, Any] | None = None
     if unique_period is not None or unique_keys is not None:
-        unique = {"period": _period(unique_period) or 60}
+        period = _period(unique_period)
+        unique = {"period": 60 if period is None else period}
         if unique_keys:
             unique["keys"] = [k.strip() for k in unique_keys.split(",") if k.strip()]
     job = Job.new(

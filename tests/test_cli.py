@@ -1,0 +1,108 @@
+"""`oban-bridge migrate | verify | enqueue`, through click's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from oban_bridge.cli import main
+
+
+def run(url: str, *args: str) -> Any:
+    return CliRunner().invoke(main, ["--database-url", url, *args], catch_exceptions=False)
+
+
+def test_migrate_verify_enqueue(empty_db_url: str) -> None:
+    result = run(empty_db_url, "migrate")
+    assert result.exit_code == 0 and "from version 0 to 14" in result.output
+    assert "already at version 14" in run(empty_db_url, "migrate").output
+    result = run(empty_db_url, "verify")
+    assert result.exit_code == 0 and "identical to Elixir Oban 2.23.1" in result.output
+
+    result = run(empty_db_url, "enqueue", "MyApp.Workers.Mailer", "--args", '{"to": "a@b.c"}',
+                 "--queue", "mailers", "--priority", "2", "--tag", "Mail", "--tag", " mail ",
+                 "--meta", '{"team": "x"}', "--max-attempts", "3", "--json")
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.output)
+    assert job["id"] == 1 and job["conflict"] is False
+    assert (job["worker"], job["queue"], job["priority"], job["tags"], job["max_attempts"], job["meta"]) == (
+        "MyApp.Workers.Mailer", "mailers", 2, ["mail"], 3, {"team": "x"})
+
+    args = ["enqueue", "MyApp.Sync", "--args", '{"account": 1, "n": 1}', "--unique-period", "infinity",
+            "--unique-keys", "account", "--json"]
+    first = json.loads(run(empty_db_url, *args).output)
+    args[3] = '{"account": 1, "n": 2}'
+    second = json.loads(run(empty_db_url, *args).output)
+    assert (second["id"], second["conflict"]) == (first["id"], True)
+
+    result = run(empty_db_url, "enqueue", "W", "--schedule-in", "60")
+    assert result.exit_code == 0 and "(scheduled)" in result.output
+
+
+def test_verify_json_and_exit_code_on_difference(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX oban_jobs_args_index")
+    result = run(db_url, "verify", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["version"] == 14 and not report["ok"]
+    assert any("oban_jobs_args_index" in d for d in report["differences"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "W", "--args", "{nope"], "invalid args: not valid JSON"),
+        (["enqueue", "W", "--args", "[1, 2]"], "invalid args: expected a JSON object"),
+        (["enqueue", "W", "--priority", "-1"], "invalid priority"),
+        (["enqueue", "W", "--max-attempts", "0"], "invalid max_attempts"),
+        (["enqueue", ""], "invalid worker"),
+        (["enqueue", "W", "--queue", ""], "invalid queue"),
+        (["enqueue", "W", "--meta", '"text"'], "invalid meta"),
+        (["enqueue", "W", "--unique-period", "soon"], "invalid unique.period"),
+        (["enqueue", "W", "--unique-period", "0"], "invalid unique.period"),
+        (["migrate", "--version", "15"], "Invalid value for '--version'"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(db_url: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM oban_jobs").fetchone() == (0,)
+
+
+def test_missing_tables_says_to_migrate(empty_db_url: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", empty_db_url, "enqueue", "W"])
+    assert result.exit_code == 1
+    assert "oban-bridge migrate" in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_database_masks_the_password() -> None:
+    url = "postgresql://app:s3cr3t-pw@127.0.0.1:1/app"
+    result = CliRunner().invoke(main, ["--database-url", url, "verify"])
+    assert result.exit_code == 1
+    assert "s3cr3t-pw" not in result.output and "app:***@" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_console_script_as_subprocess(db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url}
+    cmd = [sys.executable, "-m", "oban_bridge", "enqueue", "badge_forge.generator.GenerateBadge",
+           "--args", '{"id": "7bfb7c39", "name": "Alasdair"}', "--queue", "badges", "--json"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["queue"] == "badges"
+    bad = subprocess.run([*cmd[:3], "enqueue", "W", "--args", "[]"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "invalid args" in bad.stderr
+    debug = subprocess.run([*cmd[:3], "--debug", "enqueue", "W", "--args", "[]"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
