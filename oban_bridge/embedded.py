@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,19 @@ def start(path: Path | None = None, *, announce: bool = True) -> Any:
     server = _servers.get(path)
     if server is not None:
         return server
-    try:
-        import pgserver
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "no DATABASE_URL is set and the embedded PostgreSQL is not installed: "
-            "`pip install 'oban_bridge[embedded]'` or set DATABASE_URL"
-        ) from exc
     path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(path)  # type: ignore[attr-defined]
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir it does not need; on machines without
+        # XDG_RUNTIME_DIR that warns on every start.
+        warnings.simplefilter("ignore")
+        try:
+            import pgserver
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise RuntimeError(
+                "no DATABASE_URL is set and the embedded PostgreSQL is not installed: "
+                "`pip install 'oban_bridge[embedded]'` or set DATABASE_URL"
+            ) from exc
+        server = pgserver.get_server(path)  # type: ignore[attr-defined]
     _servers[path] = server
     if announce:
         print(f"oban_bridge: embedded PostgreSQL with data in {path}", file=sys.stderr)
