@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .errors import DatabaseUnavailableError
+
 log = logging.getLogger(__name__)
 
 _servers: dict[Path, Any] = {}
@@ -42,7 +44,7 @@ def start(path: Path | None = None, *, announce: bool = True) -> Any:
         try:
             import pgserver
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
+            raise DatabaseUnavailableError(
                 "no DATABASE_URL is set and the embedded PostgreSQL is not installed: "
                 "`pip install 'oban_bridge[embedded]'` or set DATABASE_URL"
             ) from exc

@@ -58,10 +58,11 @@ def worker_name(worker: Any) -> str:
     its dotted path, as Elixir names a worker by its module (without the `Elixir.` prefix).
     """
     if isinstance(worker, str):
-        return worker
+        # Oban.Worker.to_string/1 drops the module prefix: "Elixir.MyApp.W" is "MyApp.W".
+        return worker.removeprefix("Elixir.")
     name = getattr(worker, "__oban_worker__", None)
     if isinstance(name, str):
-        return name
+        return name.removeprefix("Elixir.")
     module = getattr(worker, "__module__", None)
     qualname = getattr(worker, "__qualname__", None)
     if module and qualname:

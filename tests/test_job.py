@@ -109,6 +109,8 @@ def test_worker_classes_and_functions_are_named() -> None:
     assert worker_name(Mailer) == "MyApp.Workers.Mailer"
     assert worker_name(render).endswith("test_worker_classes_and_functions_are_named.<locals>.render")
     assert Job.new(Mailer).worker == "MyApp.Workers.Mailer"
+    # Oban.Worker.to_string("Elixir.MyApp.SomeWorker") == "MyApp.SomeWorker"
+    assert Job.new("Elixir.MyApp.SomeWorker").worker == "MyApp.SomeWorker"
 
 
 json_values = st.recursive(
