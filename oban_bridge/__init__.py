@@ -12,9 +12,15 @@ from .errors import (
 )
 from .job import Job
 from .unique import Unique
+from .worker import Cancel, Discard, Error, Snooze, worker
 
 __all__ = [
     "AsyncObanBridge",
+    "Cancel",
+    "Discard",
+    "Error",
+    "Snooze",
+    "worker",
     "Config",
     "DatabaseUnavailableError",
     "ForeignSchemaError",

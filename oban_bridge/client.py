@@ -8,7 +8,9 @@ psycopg connection (`conn=`), so a job commits or rolls back with the caller's t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, AsyncIterator, TypeVar
 
@@ -23,6 +25,8 @@ from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
 from .errors import DatabaseUnavailableError, SchemaMissingError
 from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
+from .plugins.base import Plugin
+from .runtime import Runtime, parse_queues
 
 T = TypeVar("T")
 
@@ -47,6 +51,10 @@ class _Base:
         node: str | None = None,
         pool_size: int = 10,
         unique_settle_timeout: float = 2.0,
+        queues: str | Mapping[str, int] | None = None,
+        plugins: list[Plugin] | None = None,
+        poll_interval: float = 1.0,
+        shutdown_grace: float = 15.0,
         config: Config | None = None,
     ) -> None:
         self.config = config or Config(
@@ -54,7 +62,29 @@ class _Base:
         )
         self.pool_size = pool_size
         self.unique_settle_timeout = unique_settle_timeout
+        self.queues = parse_queues(queues) if queues is not None else {}
+        self.plugins = plugins
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
         self._url: str | None = None
+        self._runtime: Runtime | None = None
+
+    def _new_runtime(self) -> Runtime:
+        if not self.queues:
+            raise ValueError("no queues to run: pass queues={'name': limit} or queues='name:limit,...'")
+        return Runtime(
+            url=self._resolve_url(),
+            prefix=self.prefix,
+            name=self.config.name,
+            node=self.config.node,
+            queues=self.queues,
+            plugins=self.plugins,
+            poll_interval=self.poll_interval,
+        )
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
 
     @property
     def prefix(self) -> str:
@@ -119,10 +149,27 @@ class AsyncObanBridge(_Base):
 
     async def __aenter__(self) -> AsyncObanBridge:
         await self.open()
+        if self.queues:
+            await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
         await self.close()
+
+    async def start(self) -> None:
+        """Start the configured queues, the notifier, the peer and the plugins on this loop."""
+        await self.open()
+        if self._runtime is None:
+            await self._transaction(schema.require_plan(self.prefix), None)
+            self._runtime = self._new_runtime()
+            await self._runtime.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching; running jobs get `grace` seconds before they are left to the lifeline."""
+        if self._runtime is not None:
+            runtime, self._runtime = self._runtime, None
+            await runtime.stop(self.shutdown_grace if grace is None else grace)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -177,6 +224,8 @@ class ObanBridge(_Base):
     """Sync client, the mirror of `AsyncObanBridge` for code without an event loop."""
 
     _pool: ConnectionPool | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _loop_thread: threading.Thread | None = None
 
     def open(self) -> None:
         if self._pool is not None:
@@ -203,10 +252,57 @@ class ObanBridge(_Base):
 
     def __enter__(self) -> ObanBridge:
         self.open()
+        if self.queues:
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
         self.close()
+
+    def start(self) -> None:
+        """Run the configured queues on an event loop in a background thread; returns at once."""
+        if self._loop_thread is not None:
+            return
+        run_schema_check = schema.require_plan(self.prefix)
+        self._transaction(run_schema_check, None)
+        runtime = self._new_runtime()
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(runtime.start())
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        thread = threading.Thread(target=serve, name="oban-bridge-runtime", daemon=True)
+        thread.start()
+        ready.wait()
+        self._runtime, self._loop, self._loop_thread = runtime, loop, thread
+
+    def stop(self, grace: float | None = None) -> None:
+        if self._loop_thread is None or self._loop is None or self._runtime is None:
+            return
+        loop, runtime, thread = self._loop, self._runtime, self._loop_thread
+        future = asyncio.run_coroutine_threadsafe(runtime.stop(self.shutdown_grace if grace is None else grace), loop)
+        future.result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._runtime = self._loop = self._loop_thread = None
+
+    def run(self) -> None:
+        """Start and block until SIGINT/SIGTERM, then stop gracefully (the CLI's `start`)."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            stop.wait()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

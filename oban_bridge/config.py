@@ -12,7 +12,8 @@ import socket
 from dataclasses import dataclass, field
 
 DEFAULT_PREFIX = "public"
-DEFAULT_NAME = "Oban"
+# The Oban instance name Python nodes run under: never Elixir's own ("Oban"), see peer.py.
+DEFAULT_NAME = "ObanBridge"
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>://[^/@:]*:)(?P<password>[^@/]*)(?P<tail>@)")
 _PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)")

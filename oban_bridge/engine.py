@@ -1,0 +1,130 @@
+"""The Basic engine's writes (lib/oban/engines/basic.ex), as plans over `queries/*.sql`.
+
+Nothing here knows about workers or queues' processes: the producer hands in what finished and
+how much it wants, and gets rows back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from .db import Plan, Query, prefixed
+from .job import Job
+
+
+def db_now() -> datetime:
+    """Oban stamps attempts and outcomes with the node's clock, in naive UTC."""
+    return datetime.utcnow()  # noqa: DTZ003 - the column is timestamp without time zone
+
+
+@dataclass(slots=True)
+class Ack:
+    """What to write for one finished job."""
+
+    id: int
+    state: str  # completed | retryable | scheduled | cancelled | discarded
+    at: datetime
+    scheduled_at: datetime | None = None
+    bump: int = 0
+    error: str | None = None  # the errors element, as JSON text
+
+
+def error_record(attempt: int, at: datetime, text: str) -> str:
+    """Job.format_attempt/1: `{"attempt", "at" (ISO 8601 UTC with Z), "error"}`."""
+    stamp = at.isoformat(timespec="microseconds") + "Z"
+    return orjson.dumps({"attempt": attempt, "at": stamp, "error": text}).decode()
+
+
+def complete(job: Job, now: datetime) -> Ack:
+    assert job.id is not None
+    return Ack(job.id, "completed", now)
+
+
+def error(job: Job, now: datetime, text: str, backoff: int) -> Ack:
+    """error_job/3, or discard_job/2 once the attempts are used up (executor normalize_state)."""
+    assert job.id is not None
+    record = error_record(job.attempt, now, text)
+    if job.attempt >= job.max_attempts:
+        return Ack(job.id, "discarded", now, error=record)
+    return Ack(job.id, "retryable", now, scheduled_at=now + timedelta(seconds=backoff), error=record)
+
+
+def snooze(job: Job, now: datetime, seconds: int) -> Ack:
+    """snooze_job/3 in 2.23.1: scheduled, and max_attempts + 1 so the snooze costs no attempt."""
+    assert job.id is not None
+    return Ack(job.id, "scheduled", now, scheduled_at=now + timedelta(seconds=seconds), bump=1)
+
+
+def cancel(job: Job, now: datetime, text: str) -> Ack:
+    assert job.id is not None
+    return Ack(job.id, "cancelled", now, error=error_record(job.attempt, now, text))
+
+
+def discard(job: Job, now: datetime, text: str) -> Ack:
+    assert job.id is not None
+    return Ack(job.id, "discarded", now, error=error_record(job.attempt, now, text))
+
+
+def ack_fetch_plan(
+    prefix: str,
+    queue: str,
+    acks: Sequence[Ack],
+    demand: int,
+    attempted_by: list[str],
+) -> Plan[list[dict[str, Any]]]:
+    rows = yield Query(
+        prefixed("ack_fetch_jobs", prefix),
+        {
+            "ack_ids": [a.id for a in acks],
+            "ack_states": [a.state for a in acks],
+            "ack_ats": [a.at for a in acks],
+            "ack_scheduled_ats": [a.scheduled_at for a in acks],
+            "ack_bumps": [a.bump for a in acks],
+            "ack_errors": [a.error for a in acks],
+            "queue": queue,
+            "demand": demand,
+            "now": db_now(),
+            "attempted_by": attempted_by,
+        },
+    )
+    return rows  # type: ignore[no-any-return]
+
+
+def stage_plan(prefix: str, limit: int) -> Plan[list[dict[str, Any]]]:
+    staged = yield Query(prefixed("stage_jobs", prefix), {"now": db_now(), "limit": limit})
+    return staged  # type: ignore[no-any-return]
+
+
+def check_available_plan(prefix: str) -> Plan[list[str]]:
+    rows = yield Query(prefixed("check_available", prefix))
+    return [r["queue"] for r in rows]
+
+
+def prune_plan(prefix: str, max_age: float, limit: int) -> Plan[list[dict[str, Any]]]:
+    before = db_now() - timedelta(seconds=max_age)
+    pruned = yield Query(prefixed("prune_jobs", prefix), {"before": before, "limit": limit})
+    return pruned  # type: ignore[no-any-return]
+
+
+def rescue_plan(prefix: str, rescue_after: float) -> Plan[list[dict[str, Any]]]:
+    now = db_now()
+    before = now - timedelta(seconds=rescue_after)
+    rescued = yield Query(prefixed("rescue_jobs", prefix), {"now": now, "before": before})
+    return rescued  # type: ignore[no-any-return]
+
+
+def elect_plan(prefix: str, name: str, node: str, lease: float) -> Plan[bool]:
+    now = db_now()
+    params = {"name": name, "node": node, "now": now, "expires_at": now + timedelta(seconds=lease)}
+    yield Query(prefixed("delete_expired_peers", prefix), params, fetch="none")
+    rows = yield Query(prefixed("elect_leader", prefix), params)
+    return bool(rows)
+
+
+def resign_plan(prefix: str, name: str, node: str) -> Plan[None]:
+    yield Query(prefixed("resign_leader", prefix), {"name": name, "node": node}, fetch="none")

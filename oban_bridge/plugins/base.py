@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+import psycopg
+
+log = logging.getLogger("oban_bridge.plugins")
+
+
+class Context(Protocol):
+    url: str
+    prefix: str
+
+    def is_leader(self) -> bool: ...
+
+    async def connection(self) -> psycopg.AsyncConnection[Any]: ...
+
+
+class Plugin:
+    """A loop that runs `tick` every `interval` seconds, on the leader only when `leader_only`."""
+
+    interval: float = 1.0
+    leader_only: bool = True
+    name = "plugin"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
+        raise NotImplementedError
+
+    def start(self, ctx: Context) -> None:
+        self._task = asyncio.create_task(self._loop(ctx), name=f"oban-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self, ctx: Context) -> None:
+        conn: psycopg.AsyncConnection[Any] | None = None
+        while True:
+            try:
+                if not self.leader_only or ctx.is_leader():
+                    if conn is None or conn.closed:
+                        conn = await ctx.connection()
+                    await self.tick(ctx, conn)
+            except asyncio.CancelledError:
+                if conn is not None:
+                    await conn.close()
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin keeps going, as Oban's do
+                log.warning("%s failed", self.name, extra={"plugin": self.name, "error": str(exc)})
+                if conn is not None:
+                    await conn.close()
+                    conn = None
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,191 @@
+"""One producer per queue (lib/oban/queue/producer.ex): demand, dispatch, pause/resume/scale,
+pkill, graceful stop.
+
+Each cycle is a single statement that records the outcomes of finished jobs and fetches work for
+the slots they free (`queries/ack_fetch_jobs.sql`). A slot is reused only after its job's ack has
+committed, so a crash can lose no outcome: a job is either acked or still `executing`, and the
+lifeline returns the latter to the queue. Completions that arrive while a cycle is in flight are
+acked together by the next one, which is where batching comes from without any delay timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from concurrent.futures import Executor
+from typing import Any
+
+import psycopg
+from psycopg.types.json import set_json_loads
+
+import orjson
+
+from .db import run_async
+from .engine import Ack, ack_fetch_plan
+from .executor import Outcome, execute, log_outcome
+from .job import Job
+
+log = logging.getLogger(__name__)
+
+
+class Producer:
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        queue: str,
+        limit: int,
+        node: str,
+        threads: Executor,
+        poll_interval: float = 1.0,
+        paused: bool = False,
+        on_outcome: Any = None,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"queue {queue!r}: limit must be at least 1, got {limit}")
+        self.url = url
+        self.prefix = prefix
+        self.queue = queue
+        self.limit = limit
+        self.node = node
+        self.uuid = str(uuid.uuid4())
+        self.paused = paused
+        self.poll_interval = poll_interval
+        self.threads = threads
+        self.on_outcome = on_outcome
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self._pending: list[Ack] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.started = asyncio.Event()
+
+    # --- control, from signals or the API ---------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.wake()
+
+    def scale(self, limit: int) -> None:
+        if limit >= 1:
+            self.limit = limit
+            self.wake()
+
+    def pkill(self, job_id: int) -> bool:
+        """Stop a running job without acking it: whoever asked already wrote its new state."""
+        task = self.running.get(job_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"oban-producer-{self.queue}")
+
+    async def stop(self, grace: float) -> None:
+        """Stop fetching, give running jobs `grace` seconds, ack what finished.
+
+        Jobs still running after the grace period are cancelled and left `executing` for the
+        lifeline to rescue, as Elixir leaves them on shutdown: never lost.
+        """
+        self._stopping = True
+        self.wake()
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=grace)
+        for task in list(self.running.values()):
+            if not task.done():
+                task.cancel()
+        self.wake()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=max(grace, 5.0))
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        set_json_loads(orjson.loads, conn)
+        return conn
+
+    async def _loop(self) -> None:
+        delay = 0.05
+        first = True
+        while True:
+            if not first:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+            first = False
+            self._wake.clear()
+            acks, self._pending = self._pending, []
+            if self._stopping and not self.running and not acks:
+                break
+            fetching = not (self.paused or self._stopping)
+            demand = max(0, self.limit - (len(self.running) - len(acks))) if fetching else 0
+            if not acks and demand == 0:
+                self.started.set()
+                continue
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = await self._connect()
+                rows = await run_async(
+                    self._conn,
+                    ack_fetch_plan(self.prefix, self.queue, acks, demand, [self.node, self.uuid]),
+                )
+            except psycopg.Error as exc:
+                # Nothing was written (the statement is its own transaction): keep the acks and
+                # the slots, and try again on a new connection.
+                self._pending = acks + self._pending
+                log.warning("producer cycle failed, retrying", extra={"queue": self.queue, "error": str(exc), "retry_in": delay})
+                if self._conn is not None:
+                    await self._conn.close()
+                    self._conn = None
+                self.started.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+                continue
+            delay = 0.05
+            self.started.set()
+            for ack in acks:
+                self.running.pop(ack.id, None)
+            for row in rows:
+                job = Job.from_row(row)
+                assert job.id is not None
+                self.running[job.id] = asyncio.create_task(self._perform(job))
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _perform(self, job: Job) -> None:
+        try:
+            outcome = await execute(job, self.threads)
+        except asyncio.CancelledError:
+            # pkill or shutdown: no ack. The slot frees now; the row keeps whatever state the
+            # canceller wrote, or stays executing for the lifeline.
+            log.info("job stopped without ack", extra={"job_id": job.id, "queue": self.queue, "worker": job.worker})
+            assert job.id is not None
+            self.running.pop(job.id, None)
+            self._wake.set()
+            return
+        log_outcome(outcome)
+        if self.on_outcome is not None:
+            self._notify_outcome(outcome)
+        self._pending.append(outcome.ack)
+        self._wake.set()
+
+    def _notify_outcome(self, outcome: Outcome) -> None:
+        try:
+            self.on_outcome(outcome)
+        except Exception:  # noqa: BLE001 - a metrics hook must never fail a job
+            log.exception("on_outcome hook failed")

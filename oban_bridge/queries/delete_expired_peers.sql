@@ -1,0 +1,1 @@
+DELETE FROM {prefix}.oban_peers WHERE name = %(name)s AND expires_at < %(now)s

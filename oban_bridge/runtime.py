@@ -1,0 +1,175 @@
+"""A running node: producers for the configured queues, the notifier, the peer, the plugins.
+
+Behaves on the table and on the channels like an Elixir Oban node with the Basic engine: it only
+ever fetches its own queues, wakes on `insert` notifications (Elixir's too), obeys `signal`
+notifications addressed to any node or to `<name>.<node>`, and stamps `attempted_by` with
+`[node, producer uuid]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+
+from .notifier import Notifier
+from .peer import Peer
+from .plugins.base import Plugin
+from .plugins.lifeline import Lifeline
+from .plugins.pruner import Pruner
+from .plugins.stager import Stager
+from .producer import Producer
+
+log = logging.getLogger(__name__)
+
+
+def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
+    """`"badges:10,printing:2"` or `{"badges": 10}` → `{"badges": 10, "printing": 2}`."""
+    items: list[tuple[Any, Any]]
+    if isinstance(spec, Mapping):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, text = part.rpartition(":")
+            if not name:
+                raise ValueError(f"queue {part!r}: expected NAME:LIMIT, e.g. badges:10")
+            if not text.isdigit():
+                raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {text!r}")
+            items.append((name, int(text)))
+    queues: dict[str, int] = {}
+    for name, limit in items:
+        if not isinstance(name, str) or not 0 < len(name) < 128:
+            raise ValueError(f"queue name {name!r}: expected 1 to 127 characters")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {limit!r}")
+        queues[name] = limit
+    return queues
+
+
+def default_plugins() -> list[Plugin]:
+    return [Stager(), Pruner(), Lifeline()]
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        name: str,
+        node: str,
+        queues: Mapping[str, int],
+        plugins: list[Plugin] | None = None,
+        poll_interval: float = 1.0,
+        threads: int | None = None,
+        peer_interval: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.name = name
+        self.node = node
+        self.ident = f"{name}.{node}"
+        limits = parse_queues(queues)
+        # Plain-def workers each need a thread while they run: enough for every slot.
+        self.threads = ThreadPoolExecutor(
+            max_workers=threads or max(4, min(sum(limits.values()), 4 * (os.cpu_count() or 1) + 64)),
+            thread_name_prefix="oban-job",
+        )
+        self.producers = {
+            queue: Producer(url=url, prefix=prefix, queue=queue, limit=limit, node=node,
+                            threads=self.threads, poll_interval=poll_interval)
+            for queue, limit in limits.items()
+        }
+        self.plugins = default_plugins() if plugins is None else plugins
+        self.notifier = Notifier(url, prefix)
+        self.peer = Peer(url, prefix, name, node, interval=peer_interval)
+        self.notifier.subscribe("insert", self._on_insert)
+        self.notifier.subscribe("signal", self._on_signal)
+        self.notifier.subscribe("leader", self.peer.on_leader_down)
+        self._started = False
+
+    # Context for plugins
+    def is_leader(self) -> bool:
+        return self.peer.leader
+
+    async def connection(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.notifier.start()
+        self.peer.start()
+        for producer in self.producers.values():
+            producer.start()
+        for plugin in self.plugins:
+            plugin.start(self)
+        # Wait until queues have made their first cycle and the notifier listens, so a caller
+        # that inserts right after start() is heard.
+        waits = [p.started.wait() for p in self.producers.values()] + [self.notifier.connected.wait()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
+        except TimeoutError:
+            log.warning("runtime started before every queue and the notifier were ready")
+        log.info("oban_bridge started", extra={"node": self.node, "name": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
+
+    async def stop(self, grace: float = 15.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
+        for plugin in self.plugins:
+            await plugin.stop()
+        await self.peer.stop()
+        await self.notifier.stop()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        log.info("oban_bridge stopped", extra={"node": self.node})
+
+    # Notifications
+    def _on_insert(self, message: dict[str, Any]) -> None:
+        producer = self.producers.get(message.get("queue"))  # type: ignore[arg-type]
+        if producer is not None:
+            producer.wake()
+
+    def _on_signal(self, message: dict[str, Any]) -> None:
+        """lib/oban/queue/producer.ex handle_info({:notification, :signal, ...})."""
+        ident = message.get("ident", "any")
+        if ident != "any" and ident != self.ident:
+            return
+        action = message.get("action")
+        if action == "pkill":
+            job_id = message.get("job_id")
+            for producer in self.producers.values():
+                if isinstance(job_id, int) and producer.pkill(job_id):
+                    log.info("job killed by signal", extra={"job_id": job_id})
+            return
+        queue = message.get("queue")
+        if queue == "*":
+            targets = list(self.producers.values())
+        elif isinstance(queue, str) and queue in self.producers:
+            targets = [self.producers[queue]]
+        else:
+            return
+        for producer in targets:
+            if action == "pause":
+                producer.pause()
+            elif action == "resume":
+                producer.resume()
+            elif action == "scale":
+                limit = message.get("limit")
+                if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+                    producer.scale(limit)
+                else:
+                    log.warning("ignored scale signal with a bad limit", extra={"signal": message})
+            else:
+                log.warning("ignored unknown signal", extra={"signal": message})

@@ -1,0 +1,176 @@
+"""Python workers, registered by the string name Oban stores in `oban_jobs.worker`.
+
+`@worker("badge_forge.generator.GenerateBadge", queue="badges")` on a class with
+`process(self, job)` or on a plain function taking the job. `async def` runs on the event loop;
+plain `def` runs in a thread pool so blocking libraries work. What `process` returns mirrors an
+Elixir worker's `perform/1` result: anything → completed; `Snooze(s)` → `{:snooze, s}`;
+`Cancel(reason)`, `Discard(reason)`, `Error(reason)` → `{:cancel | :discard | :error, reason}`; an
+exception retries with backoff like a raise.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from .backoff import default_backoff
+from .errors import ValidationError
+from .job import Job, worker_name
+
+W = TypeVar("W")
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """Run again after `seconds` (Oban 2.23.1: `max_attempts` goes up by one, attempt stays)."""
+
+    seconds: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seconds, bool) or not isinstance(self.seconds, int) or self.seconds < 0:
+            raise ValidationError("snooze", f"expected a non-negative whole number of seconds, got {self.seconds!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    reason: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """`{:error, reason}`: a failed attempt without an exception; retried with backoff."""
+
+    reason: Any = None
+
+
+Result = Snooze | Cancel | Discard | Error
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    name: str
+    target: Any
+    queue: str = "default"
+    max_attempts: int = 20
+    priority: int | None = None
+    tags: tuple[str, ...] = ()
+    unique: Any = None
+    replace: Any = None
+    aliases: tuple[str, ...] = ()
+    perform: Callable[[Job], Any] = field(default=lambda job: None)
+    is_async: bool = False
+    backoff_fn: Callable[[Job], int] | None = None
+    timeout_fn: Callable[[Job], float | None] | None = None
+
+    def backoff(self, job: Job) -> int:
+        if self.backoff_fn is not None:
+            return int(self.backoff_fn(job))
+        return default_backoff(job.attempt, job.max_attempts)
+
+    def timeout(self, job: Job) -> float | None:
+        """Seconds, or None for no limit (Oban's default `:infinity`)."""
+        return None if self.timeout_fn is None else self.timeout_fn(job)
+
+    def new(self, args: Mapping[str, Any] | None = None, **opts: Any) -> Job:
+        """Build a job for this worker with the decorator's options as defaults (`Worker.new/2`)."""
+        defaults: dict[str, Any] = {"queue": self.queue, "max_attempts": self.max_attempts}
+        for key, value in (("priority", self.priority), ("tags", list(self.tags) or None),
+                           ("unique", self.unique), ("replace", self.replace)):
+            if value is not None:
+                defaults[key] = value
+        return Job.new(self.name, args, **{**defaults, **opts})
+
+
+_registry: dict[str, WorkerSpec] = {}
+
+
+def registry() -> Mapping[str, WorkerSpec]:
+    return _registry
+
+
+def lookup(name: str) -> WorkerSpec | None:
+    return _registry.get(name)
+
+
+def _bind(target: Any) -> tuple[Callable[[Job], Any], bool, Any]:
+    """The callable that performs a job, whether it is a coroutine, and the instance (classes
+    are instantiated once, like an Elixir worker module: per-job state belongs in the job)."""
+    if inspect.isclass(target):
+        method = getattr(target, "process", None)
+        if method is None:
+            raise TypeError(f"worker class {target.__qualname__} needs a process(self, job) method")
+        instance: Any = target()
+        return instance.process, inspect.iscoroutinefunction(method), instance
+    if callable(target):
+        return target, inspect.iscoroutinefunction(target), None
+    raise TypeError(f"@worker decorates a class or a function, not {target!r}")
+
+
+def _hook(instance: Any, name: str) -> Callable[[Job], Any] | None:
+    fn = getattr(instance, name, None) if instance is not None else None
+    return fn if callable(fn) else None
+
+
+def worker(
+    name: str | None = None,
+    *,
+    queue: str = "default",
+    max_attempts: int = 20,
+    priority: int | None = None,
+    tags: Iterable[str] = (),
+    unique: Any = None,
+    replace: Any = None,
+    aliases: Iterable[str] = (),
+    backoff: Callable[[Job], int] | None = None,
+    timeout: float | timedelta | Callable[[Job], float | None] | None = None,
+) -> Callable[[W], W]:
+    """Register a Python worker under `name` (default: its dotted Python path)."""
+
+    def decorate(target: W) -> W:
+        registered = worker_name(name) if name is not None else worker_name(target)
+        # Validate the defaults once, here, rather than on every Worker.new.
+        Job.new(registered, {}, queue=queue, max_attempts=max_attempts, priority=priority,
+                tags=list(tags), unique=unique, replace=replace)
+        perform, is_async, instance = _bind(target)
+        timeout_fn: Callable[[Job], float | None] | None
+        if callable(timeout):
+            timeout_fn = timeout
+        elif timeout is None:
+            timeout_fn = _hook(instance, "timeout")
+        else:
+            seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+            timeout_fn = lambda job: seconds  # noqa: E731
+        spec = WorkerSpec(
+            name=registered,
+            target=target,
+            queue=queue,
+            max_attempts=max_attempts,
+            priority=priority,
+            tags=tuple(tags),
+            unique=unique,
+            replace=replace,
+            aliases=tuple(aliases),
+            perform=perform,
+            is_async=is_async,
+            backoff_fn=backoff or _hook(instance, "backoff"),
+            timeout_fn=timeout_fn,
+        )
+        for key in (registered, *spec.aliases):
+            existing = _registry.get(key)
+            if existing is not None and existing.target is not target:
+                raise ValueError(f"worker name {key!r} is already registered to {existing.target!r}")
+            _registry[key] = spec
+        target.__oban_worker__ = registered  # type: ignore[attr-defined]
+        target.new = spec.new  # type: ignore[attr-defined]
+        target.__oban_spec__ = spec  # type: ignore[attr-defined]
+        return target
+
+    return decorate
