@@ -1,0 +1,76 @@
+"""Workers used by the runtime tests (a module, so `oban-bridge start --module` can load it)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from oban_bridge import Cancel, Discard, Error, Job, Snooze, worker
+
+runs: Counter[int] = Counter()
+runs_lock = threading.Lock()
+started = threading.Event()
+
+
+@worker("Harness.Echo", queue="elixir")
+class Echo:
+    """Python twin of the Elixir harness that produced jobs_after_execution.json."""
+
+    def process(self, job: Job) -> Any:
+        outcome = job.args.get("outcome", "ok")
+        if outcome == "error":
+            return Error("harness asked for an error")
+        if outcome == "raise":
+            raise ValueError("harness asked for a raise")
+        if outcome == "snooze":
+            return Snooze(30)
+        if outcome == "cancel":
+            return Cancel("harness asked to cancel")
+        if outcome == "discard":
+            return Discard("harness asked to discard")
+        return None
+
+
+@worker("badge_forge.generator.GenerateBadge", queue="badges", aliases=["badge_forge.OldGenerate"])
+def generate_badge(job: Job) -> None:
+    with runs_lock:
+        assert job.id is not None
+        runs[job.id] += 1
+
+
+@worker("py.AsyncCount", queue="badges")
+async def async_count(job: Job) -> None:
+    await asyncio.sleep(0)
+    with runs_lock:
+        assert job.id is not None
+        runs[job.id] += 1
+
+
+@worker("py.Sleep", queue="slow", timeout=0.2)
+async def sleeper(job: Job) -> None:
+    started.set()
+    await asyncio.sleep(float(job.args.get("seconds", 5)))
+
+
+@worker("py.BlockingSleep", queue="slow")
+def blocking_sleeper(job: Job) -> None:
+    started.set()
+    time.sleep(float(job.args.get("seconds", 5)))
+
+
+@worker("py.CustomBackoff", queue="elixir", max_attempts=3)
+class CustomBackoff:
+    def process(self, job: Job) -> Any:
+        raise RuntimeError("always")
+
+    def backoff(self, job: Job) -> int:
+        return 1000 * job.attempt
+
+
+@worker("py.LongSleep", queue="slow")
+async def long_sleeper(job: Job) -> None:
+    started.set()
+    await asyncio.sleep(float(job.args.get("seconds", 30)))
