@@ -33,11 +33,19 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Copy:
+    """COPY … FROM STDIN with `data` already in PostgreSQL's text format."""
+
+    statement: sql.SQL | sql.Composed
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float
 
 
-Step = Query | Sleep
+Step = Query | Copy | Sleep
 Plan = Generator[Step, Any, T]
 
 
@@ -48,6 +56,11 @@ def run_sync(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
             step = plan.send(result)
             if isinstance(step, Sleep):
                 time.sleep(step.seconds)
+                result = None
+                continue
+            if isinstance(step, Copy):
+                with conn.cursor() as cur, cur.copy(step.statement) as copy:
+                    copy.write(step.data)
                 result = None
                 continue
             with conn.cursor(row_factory=dict_row) as cur:
@@ -64,6 +77,11 @@ async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
             step = plan.send(result)
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
+                result = None
+                continue
+            if isinstance(step, Copy):
+                async with conn.cursor() as cur, cur.copy(step.statement) as copy:
+                    await copy.write(step.data)
                 result = None
                 continue
             async with conn.cursor(row_factory=dict_row) as cur:

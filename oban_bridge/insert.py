@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
+from psycopg import sql
 
 from . import unique as uniq
-from .db import Plan, Query, Sleep, prefixed
-from .job import Job, to_db_timestamp
+from .db import Copy, Plan, Query, Sleep, prefixed
+from .job import UTC, Job, to_db_timestamp
 from .notifier import channel, encode
 
 log = logging.getLogger(__name__)
@@ -147,41 +149,66 @@ def settle_plan(prefix: str, job: Job, timeout: float) -> Plan[Job]:
     return job
 
 
-_COLUMNS = ("state", "queue", "worker", "args", "meta", "tags", "priority", "max_attempts", "scheduled_at")
+def _copy_text(value: str) -> str:
+    """Escape a value for COPY's text format (backslash, tab, newline, carriage return)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def _array_literal(items: Sequence[str]) -> str:
+    """A text[] literal for COPY: every element double-quoted, quotes and backslashes escaped."""
+    if not items:
+        return "{}"
+    quoted = ('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in items)
+    return _copy_text("{" + ",".join(quoted) + "}")
 
 
 def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
-    """Insert many jobs with one statement for the plain ones.
+    """Insert many jobs: plain ones in one COPY, unique ones through `insert`'s check.
 
-    Elixir's Basic engine ignores `unique` in insert_all; Oban users reach for unique because they
-    need it, so unique jobs here go through the same check as `insert`, in the same transaction.
+    COPY cannot return rows, so ids are drawn from the table's sequence first and the batch shares
+    the transaction's timestamp — the same values bigserial and the column defaults would give.
+    The returned jobs are the given `Job` objects, filled in. Elixir's Basic engine ignores
+    `unique` in insert_all; Oban users reach for unique because they need it, so unique jobs here
+    get the same check as `insert`, in the same transaction.
     """
-    results: list[Job | None] = [None] * len(jobs)
-    plain = [i for i, j in enumerate(jobs) if j.unique is None]
+    plain = [j for j in jobs if j.unique is None]
     if plain:
-        columns: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+        table = sql.SQL("{}.oban_jobs").format(sql.Identifier(prefix)).as_string(None)
+        reserved = (yield Query(prefixed("reserve_ids", prefix), {"table": table, "count": len(plain)}))[0]
+        now: datetime = reserved["now"]
+        stamp = now.isoformat(sep=" ")
         dumps = orjson.dumps
-        for i in plain:
-            job = jobs[i]
-            columns["state"].append(job.state)
-            columns["queue"].append(job.queue)
-            columns["worker"].append(job.worker)
-            columns["args"].append(dumps(job.args).decode())
-            columns["meta"].append(dumps(job.meta).decode())
-            columns["tags"].append(dumps(job.tags).decode())
-            columns["priority"].append(job.priority)
-            columns["max_attempts"].append(job.max_attempts)
+        lines = []
+        for job, job_id in zip(plain, reserved["ids"], strict=True):
             at = job.scheduled_at
-            columns["scheduled_at"].append(None if at is None else to_db_timestamp(at))
-        rows = yield Query(prefixed("insert_all_jobs", prefix), columns)
-        for i, row in zip(plain, rows, strict=True):
-            results[i] = Job.from_row(row)
+            lines.append("\t".join((
+                str(job_id),
+                job.state,
+                _copy_text(job.queue),
+                _copy_text(job.worker),
+                _copy_text(dumps(job.args).decode()),
+                _copy_text(dumps(job.meta).decode()),
+                _array_literal(job.tags),
+                str(job.priority),
+                str(job.max_attempts),
+                stamp,
+                stamp if at is None else to_db_timestamp(at).isoformat(sep=" "),
+            )))
+            job.id = job_id
+            job.inserted_at = aware = now.replace(tzinfo=UTC)
+            if at is None:
+                job.scheduled_at = aware
+        lines.append("")
+        yield Copy(prefixed("copy_jobs", prefix), "\n".join(lines))
     # Unique jobs in lock-key order, so two batches never wait on each other's locks in a cycle.
+    results: dict[int, Job] = {}
     unique_jobs = [(i, j, j.unique) for i, j in enumerate(jobs) if j.unique is not None]
     unique_jobs.sort(key=lambda t: uniq.lock_key(prefix, t[2], uniq.match_values(t[1], t[2])))
     for i, job, unique in unique_jobs:
         results[i] = yield from _insert_unique(prefix, job, unique)
-    done = [r for r in results if r is not None]
+    done = [results.get(i, job) for i, job in enumerate(jobs)]
     yield from notify_plan(prefix, done)
     return done
 

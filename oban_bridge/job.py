@@ -167,23 +167,33 @@ class Job:
     ) -> Job:
         """Build a validated job ready for `insert`, like `Oban.Job.new(args, opts)`."""
         name = _check_name(worker_name(worker), "worker")
-        args = {} if args is None else args
-        if not isinstance(args, Mapping):
-            raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
-        meta = {} if meta is None else meta
-        if not isinstance(meta, Mapping):
-            raise ValidationError("meta", f"expected a JSON object (a mapping), got {type(meta).__name__}")
-        args_dict = orjson.loads(encode_json(dict(args), "args"))
-        meta_dict = orjson.loads(encode_json(dict(meta), "meta"))
-        queue = _check_name(queue, "queue")
+        if args is None:
+            args = {}
+        elif type(args) is not dict:
+            if not isinstance(args, Mapping):
+                raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
+            args = dict(args)
+        if meta is None:
+            meta = {}
+        elif type(meta) is not dict:
+            if not isinstance(meta, Mapping):
+                raise ValidationError("meta", f"expected a JSON object (a mapping), got {type(meta).__name__}")
+            meta = dict(meta)
+        # Round-trip through JSON: rejects what cannot be stored, and gives the job its own copy
+        # (Elixir maps are immutable; a caller's later mutation must not change a built job).
+        args_dict = orjson.loads(encode_json(args, "args"))
+        meta_dict = orjson.loads(encode_json(meta, "meta")) if meta else {}
+        if type(queue) is not str or not 0 < len(queue) <= _NAME_LIMIT:
+            _check_name(queue, "queue")
         if priority is not None:
             _check_int(priority, "priority", 0, 9, "an integer from 0 to 9")
-        _check_int(max_attempts, "max_attempts", 1, None, "an integer greater than 0")
+        if type(max_attempts) is not int or max_attempts < 1:
+            _check_int(max_attempts, "max_attempts", 1, None, "an integer greater than 0")
 
-        if scheduled_at is not None and schedule_in is not None:
-            raise ValidationError("schedule_in", "give either scheduled_at or schedule_in, not both")
         at: datetime | None = None
         if scheduled_at is not None:
+            if schedule_in is not None:
+                raise ValidationError("schedule_in", "give either scheduled_at or schedule_in, not both")
             if not isinstance(scheduled_at, datetime):
                 raise ValidationError("scheduled_at", f"expected a datetime, got {scheduled_at!r}")
             at = to_utc(scheduled_at)
@@ -193,26 +203,30 @@ class Job:
         if state is None:
             # lib/oban/job.ex normalize_state/1: any scheduled_at makes the job scheduled; the
             # stager makes it available once due, as it would for an Elixir insert.
-            state = "scheduled" if at is not None else "available"
+            state = "available" if at is None else "scheduled"
         elif state not in STATES:
             raise ValidationError("state", f"expected one of {', '.join(STATES)}, got {state!r}")
 
-        tag_list = normalize_tags(tags)
-        # What Ecto's cast/3 would record as changes against Oban.Job's struct defaults: on a
-        # unique conflict `replace` copies only these (basic.ex resolve_conflict/4).
-        changes = {"worker", "args"}
-        changes.update(
-            name
-            for name, changed in (
-                ("queue", queue != "default"),
-                ("meta", bool(meta_dict)),
-                ("tags", bool(tag_list)),
-                ("max_attempts", max_attempts != 20),
-                ("priority", priority is not None),
-                ("scheduled_at", at is not None),
+        tag_list = normalize_tags(tags) if tags else []
+        replace_map = normalize_replace(replace)
+        changes: frozenset[str] = frozenset()
+        if replace_map is not None:
+            # What Ecto's cast/3 would record as changes against Oban.Job's struct defaults: on a
+            # unique conflict `replace` copies only these (basic.ex resolve_conflict/4).
+            changes = frozenset(
+                field_name
+                for field_name, changed in (
+                    ("worker", True),
+                    ("args", True),
+                    ("queue", queue != "default"),
+                    ("meta", bool(meta_dict)),
+                    ("tags", bool(tag_list)),
+                    ("max_attempts", max_attempts != 20),
+                    ("priority", priority is not None),
+                    ("scheduled_at", at is not None),
+                )
+                if changed
             )
-            if changed
-        )
         return cls(
             worker=name,
             args=args_dict,
@@ -223,9 +237,9 @@ class Job:
             priority=0 if priority is None else priority,
             max_attempts=max_attempts,
             scheduled_at=at,
-            unique=normalize_unique(unique),
-            replace=normalize_replace(replace),
-            changes=frozenset(changes),
+            unique=None if unique is None else normalize_unique(unique),
+            replace=replace_map,
+            changes=changes,
         )
 
     @classmethod

@@ -1,0 +1,67 @@
+"""`start`: run Python workers on Oban queues until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from ..errors import ValidationError
+from ..runtime import parse_queues
+from ..worker import registry
+from . import Context, main
+
+
+def import_modules(modules: tuple[str, ...]) -> None:
+    """Import the modules whose @worker decorators register the workers to run."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValidationError("module", f"cannot import {name!r}: {exc}") from None
+
+
+@main.command()
+@click.option("--module", "-m", "modules", multiple=True, required=True,
+              help="Python module defining @worker classes/functions; repeat for more.")
+@click.option("--queues", "-q", required=True, help="Queues and limits, e.g. badges:10,printing:2.")
+@click.option("--node", default=None, help="Node name recorded in attempted_by (default: host name).")
+@click.option("--name", default=None, help="Oban instance name for leadership (default: ObanBridge).")
+@click.option("--grace", type=float, default=15.0, show_default=True,
+              help="Seconds running jobs get to finish on shutdown.")
+@click.pass_obj
+def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
+          grace: float) -> None:
+    """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
+
+    \b
+    Examples:
+      oban-bridge start --module my_app.jobs --queues badges:10,printing:2
+      DATABASE_URL=postgresql://localhost/my_app oban-bridge start -m my_app.jobs -q badges:10
+    """
+    try:
+        limits = parse_queues(queues)
+    except ValueError as exc:
+        raise ValidationError("queues", str(exc)) from None
+    import_modules(modules)
+    if not registry():
+        raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
+    logging.getLogger("oban_bridge").setLevel(logging.INFO)
+    if not logging.getLogger().handlers or obj.debug is False:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    from ..client import ObanBridge
+
+    kwargs = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
+    if node:
+        kwargs["node"] = node
+    if name:
+        kwargs["name"] = name
+    bridge = ObanBridge(obj.database_url, **kwargs)  # type: ignore[arg-type]
+    click.echo(f"oban-bridge: running {', '.join(f'{q}:{n}' for q, n in limits.items())} "
+               f"with workers {', '.join(sorted(registry()))}", err=True)
+    bridge.run()
