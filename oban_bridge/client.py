@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, AsyncIterator, TypeVar
 
@@ -26,7 +26,9 @@ from .errors import DatabaseUnavailableError, SchemaMissingError
 from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
 from .plugins.base import Plugin
-from .runtime import Runtime, parse_queues
+from .executor import Outcome
+from .plugins.cron import Cron
+from .runtime import Runtime, default_plugins, parse_queues
 
 T = TypeVar("T")
 
@@ -53,6 +55,9 @@ class _Base:
         unique_settle_timeout: float = 2.0,
         queues: str | Mapping[str, int] | None = None,
         plugins: list[Plugin] | None = None,
+        crontab: Iterable[tuple[Any, ...]] | None = None,
+        cron_timezone: str = "Etc/UTC",
+        on_event: Callable[[Outcome], None] | None = None,
         poll_interval: float = 1.0,
         shutdown_grace: float = 15.0,
         config: Config | None = None,
@@ -63,7 +68,10 @@ class _Base:
         self.pool_size = pool_size
         self.unique_settle_timeout = unique_settle_timeout
         self.queues = parse_queues(queues) if queues is not None else {}
-        self.plugins = plugins
+        self.plugins = list(default_plugins() if plugins is None else plugins)
+        if crontab is not None:
+            self.plugins.append(Cron(crontab, timezone=cron_timezone))
+        self.on_event = on_event
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self._url: str | None = None
@@ -80,6 +88,7 @@ class _Base:
             queues=self.queues,
             plugins=self.plugins,
             poll_interval=self.poll_interval,
+            on_event=self.on_event,
         )
 
     @property
@@ -269,17 +278,28 @@ class ObanBridge(_Base):
         runtime = self._new_runtime()
         loop = asyncio.new_event_loop()
         ready = threading.Event()
+        failure: list[BaseException] = []
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(runtime.start())
-            ready.set()
+            try:
+                loop.run_until_complete(runtime.start())
+            except BaseException as exc:  # handed to the caller of start()
+                failure.append(exc)
+                loop.run_until_complete(runtime.stop(0))
+                loop.close()
+                return
+            finally:
+                ready.set()
             loop.run_forever()
             loop.close()
 
         thread = threading.Thread(target=serve, name="oban-bridge-runtime", daemon=True)
         thread.start()
         ready.wait()
+        if failure:
+            thread.join()
+            raise failure[0]
         self._runtime, self._loop, self._loop_thread = runtime, loop, thread
 
     def stop(self, grace: float | None = None) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 
+from .executor import Outcome
 from .notifier import Notifier
 from .peer import Peer
 from .plugins.base import Plugin
@@ -72,6 +73,7 @@ class Runtime:
         poll_interval: float = 1.0,
         threads: int | None = None,
         peer_interval: float = 30.0,
+        on_event: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -86,7 +88,7 @@ class Runtime:
         )
         self.producers = {
             queue: Producer(url=url, prefix=prefix, queue=queue, limit=limit, node=node,
-                            threads=self.threads, poll_interval=poll_interval)
+                            threads=self.threads, poll_interval=poll_interval, on_outcome=on_event)
             for queue, limit in limits.items()
         }
         self.plugins = default_plugins() if plugins is None else plugins
@@ -121,7 +123,7 @@ class Runtime:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
         except TimeoutError:
             log.warning("runtime started before every queue and the notifier were ready")
-        log.info("oban_bridge started", extra={"node": self.node, "name": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
+        log.info("oban_bridge started", extra={"node": self.node, "instance": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
 
     async def stop(self, grace: float = 15.0) -> None:
         if not self._started:

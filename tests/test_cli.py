@@ -106,3 +106,64 @@ def test_console_script_as_subprocess(db_url: str) -> None:
     debug = subprocess.run([*cmd[:3], "--debug", "enqueue", "W", "--args", "[]"], env=env, capture_output=True,
                            text=True, timeout=60)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_start_runs_workers_and_obeys_a_pause_signal(db_url: str) -> None:
+    import signal
+    import time
+
+    from oban_bridge import Job, ObanBridge
+    from oban_bridge.notifier import channel, encode
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": root}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oban_bridge", "start", "--module", "tests.workers", "--queues", "badges:2",
+         "--node", "cli-node", "--grace", "1"],
+        env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+    def state(job_id: int | None) -> str:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT state::text FROM oban_jobs WHERE id = %s", [job_id]).fetchone()
+            assert row is not None
+            return str(row[0])
+
+    def wait(job_id: int | None, expected: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while state(job_id) != expected:
+            assert time.monotonic() < deadline, f"job {job_id} is {state(job_id)}, not {expected}"
+            time.sleep(0.05)
+
+    try:
+        with ObanBridge(db_url) as client:
+            first = client.insert(Job.new("badge_forge.generator.GenerateBadge", {}, queue="badges"))
+            wait(first.id, "completed")
+            with client.connection() as conn:
+                conn.execute("SELECT pg_notify(%s, %s)", [channel("public", "signal"),
+                                                         encode({"action": "pause", "ident": "any", "queue": "badges"})])
+            time.sleep(0.5)
+            second = client.insert(Job.new("badge_forge.generator.GenerateBadge", {}, queue="badges"))
+            time.sleep(1.5)
+            assert state(second.id) == "available"
+            with client.connection() as conn:
+                conn.execute("SELECT pg_notify(%s, %s)", [channel("public", "signal"),
+                                                         encode({"action": "resume", "ident": "any", "queue": "badges"})])
+            wait(second.id, "completed")
+        with psycopg.connect(db_url) as conn:
+            by = conn.execute("SELECT attempted_by[1] FROM oban_jobs WHERE id = %s", [second.id]).fetchone()
+        assert by == ("cli-node",)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--module", "no_such_module_here", "--queues", "a:1"], "cannot import"),
+     (["--module", "tests.workers", "--queues", "a:zero"], "invalid queues")],
+)
+def test_start_rejects_bad_input(db_url: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, "start", *args])
+    assert result.exit_code == 2 and message in result.output

@@ -289,3 +289,13 @@ async def test_start_refuses_a_database_without_oban(empty_db_url: str) -> None:
     with pytest.raises(SchemaMissingError):
         async with AsyncObanBridge(empty_db_url, queues={"q": 1}):
             pass
+
+
+async def test_on_event_hook_sees_every_outcome(db_url: str) -> None:
+    seen: list[tuple[str, str]] = []
+    async with AsyncObanBridge(db_url, queues={"elixir": 2}, poll_interval=0.1,
+                               on_event=lambda o: seen.append((o.event, o.job.worker))) as oban:
+        await oban.insert(Job.new("Harness.Echo", {"outcome": "ok"}, queue="elixir"))
+        await oban.insert(Job.new("Harness.Echo", {"outcome": "error"}, queue="elixir"))
+        await wait_for(lambda: len(seen) == 2)
+    assert sorted(seen) == [("failure", "Harness.Echo"), ("success", "Harness.Echo")]
