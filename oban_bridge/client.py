@@ -199,7 +199,14 @@ class AsyncObanBridge(_Base):
 
     async def insert(self, job: Job, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Job:
         check(job)
-        if conn is not None or job.unique is None:
+        if conn is None and job.unique is None:
+            # One autocommit statement (insert + notify): no BEGIN/COMMIT round trips.
+            try:
+                async with self.connection() as own:
+                    return await run_async(own, insert_plan(self.prefix, job))
+            except psycopg.Error as exc:
+                raise self._translate(exc) from exc
+        if conn is not None:
             return await self._transaction(insert_plan(self.prefix, job), conn)
         # Our own connection: hold the unique lock across commit and settle (see settle_plan).
         try:
@@ -343,7 +350,14 @@ class ObanBridge(_Base):
 
     def insert(self, job: Job, *, conn: psycopg.Connection[Any] | None = None) -> Job:
         check(job)
-        if conn is not None or job.unique is None:
+        if conn is None and job.unique is None:
+            # One autocommit statement (insert + notify): no BEGIN/COMMIT round trips.
+            try:
+                with self.connection() as own:
+                    return run_sync(own, insert_plan(self.prefix, job))
+            except psycopg.Error as exc:
+                raise self._translate(exc) from exc
+        if conn is not None:
             return self._transaction(insert_plan(self.prefix, job), conn)
         # Our own connection: hold the unique lock across commit and settle (see settle_plan).
         try:

@@ -26,8 +26,11 @@ from .notifier import channel, encode
 log = logging.getLogger(__name__)
 
 
-def _params(job: Job) -> dict[str, Any]:
+def _params(prefix: str, job: Job, *, notify: bool = False) -> dict[str, Any]:
     return {
+        "notify": notify,
+        "channel": channel(prefix, "insert"),
+        "payload": encode({"queue": job.queue}),
         "state": job.state,
         "queue": job.queue,
         "worker": job.worker,
@@ -56,10 +59,9 @@ def insert_plan(prefix: str, job: Job, *, locked: bool = False) -> Plan[Job]:
     `locked` says the caller already holds the session-level unique lock (`unique_lock_plan`).
     """
     if job.unique is None:
-        rows = yield Query(prefixed("insert_job", prefix), _params(job))
-        inserted = _with_virtuals(Job.from_row(rows[0]), job)
-    else:
-        inserted = yield from _insert_unique(prefix, job, job.unique, locked=locked)
+        rows = yield Query(prefixed("insert_job", prefix), _params(prefix, job, notify=True))
+        return _with_virtuals(Job.from_row(rows[0]), job)
+    inserted = yield from _insert_unique(prefix, job, job.unique, locked=locked)
     yield from notify_plan(prefix, [inserted])
     return inserted
 
@@ -79,7 +81,7 @@ def _insert_unique(prefix: str, job: Job, unique: uniq.Unique, *, locked: bool =
     query, params = uniq.conflict_query(prefix, unique, values)
     found = yield Query(query, params)
     if not found:
-        rows = yield Query(prefixed("insert_job", prefix), _params(job))
+        rows = yield Query(prefixed("insert_job", prefix), _params(prefix, job))
         return _with_virtuals(Job.from_row(rows[0]), job)
     existing = found[0]
     changes = _replacements(job, existing["state"])
