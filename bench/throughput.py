@@ -94,23 +94,28 @@ async def bridge_throughput(url: str, jobs: int, limit: int) -> float:
     return jobs / elapsed
 
 
-async def raw_ceiling(url: str, jobs: int, limit: int) -> float:
-    """The ack-and-fetch statement alone: each round acks the previous batch and fetches the next."""
+async def raw_ceiling(url: str, jobs: int, limit: int, lanes: int = 2) -> float:
+    """The ack-and-fetch statement alone, on as many connections as a producer uses (`lanes`):
+    each round acks the previous batch and fetches the next, with no job framework around it."""
     await reset(url)
     async with AsyncObanBridge(url) as client:
         await client.insert_all([Job.new("bench.Noop", {"i": i}, queue="bench") for i in range(jobs)])
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        acks: list[Ack] = []
+
+    async def lane() -> int:
         done = 0
-        t0 = time.perf_counter()
-        while True:
-            rows = await run_async(conn, ack_fetch_plan("public", "bench", acks, limit, ["raw", "raw"]))
-            done += len(acks)
-            if not rows and not acks:
-                break
-            now = db_now()
-            acks = [Ack(r["id"], "completed", now) for r in rows]
-        elapsed = time.perf_counter() - t0
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            acks: list[Ack] = []
+            while True:
+                rows = await run_async(conn, ack_fetch_plan("public", "bench", acks, limit // lanes, ["raw", "raw"]))
+                done += len(acks)
+                if not rows and not acks:
+                    return done
+                now = db_now()
+                acks = [Ack(r["id"], "completed", now) for r in rows]
+
+    t0 = time.perf_counter()
+    done = sum(await asyncio.gather(*(lane() for _ in range(lanes))))
+    elapsed = time.perf_counter() - t0
     assert done == jobs, (done, jobs)
     return jobs / elapsed
 

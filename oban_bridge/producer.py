@@ -42,6 +42,7 @@ class Producer:
         poll_interval: float = 1.0,
         paused: bool = False,
         on_outcome: Any = None,
+        lanes: int = 2,
     ) -> None:
         if limit < 1:
             raise ValueError(f"queue {queue!r}: limit must be at least 1, got {limit}")
@@ -60,7 +61,11 @@ class Producer:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.lanes = max(1, lanes)
+        self._conns: list[psycopg.AsyncConnection[Any]] = []
+        self._inflight_acks = 0
+        self._reserved = 0
+        self._delay = 0.05
         self.started = asyncio.Event()
 
     # --- control, from signals or the API ---------------------------------------------------
@@ -116,56 +121,86 @@ class Producer:
         set_json_loads(orjson.loads, conn)
         return conn
 
+    def _demand(self, acks: int) -> int:
+        """Slots a new cycle may fill: the limit, less jobs holding a slot (running, or finished
+        with an ack not yet committed), less what cycles in flight may already bring back. Acks in
+        flight and this cycle's own acks free their slots in the very statement that fetches."""
+        if self.paused or self._stopping:
+            return 0
+        held = len(self.running) - self._inflight_acks - acks
+        return max(0, self.limit - held - self._reserved)
+
     async def _loop(self) -> None:
-        delay = 0.05
+        """Start a cycle whenever there are acks to write or free slots, keeping up to `lanes`
+        cycles in flight on separate connections (FOR UPDATE SKIP LOCKED keeps their fetches
+        apart), so PostgreSQL works on one while Python handles the other's results."""
+        idle = [None] * self.lanes
+        cycles: set[asyncio.Task[None]] = set()
         first = True
         while True:
             if not first:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
+                waiter = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({waiter, *cycles}, timeout=self.poll_interval,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
             first = False
             self._wake.clear()
-            acks, self._pending = self._pending, []
-            if self._stopping and not self.running and not acks:
+            if self._stopping and not self.running and not self._pending and not cycles:
                 break
-            fetching = not (self.paused or self._stopping)
-            demand = max(0, self.limit - (len(self.running) - len(acks))) if fetching else 0
-            if not acks and demand == 0:
-                self.started.set()
-                continue
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = await self._connect()
-                rows = await run_async(
-                    self._conn,
-                    ack_fetch_plan(self.prefix, self.queue, acks, demand, [self.node, self.uuid]),
-                )
-            except psycopg.Error as exc:
-                # Nothing was written (the statement is its own transaction): keep the acks and
-                # the slots, and try again on a new connection.
-                self._pending = acks + self._pending
-                log.warning("producer cycle failed, retrying", extra={"queue": self.queue, "error": str(exc), "retry_in": delay})
-                if self._conn is not None:
-                    await self._conn.close()
-                    self._conn = None
-                self.started.set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self._wake.set()
-                continue
-            delay = 0.05
+            while idle:
+                acks, demand = self._pending, self._demand(len(self._pending))
+                if not acks and demand == 0:
+                    break
+                self._pending = []
+                lane = idle.pop()
+                task = asyncio.create_task(self._cycle(lane, acks, demand, idle))
+                cycles.add(task)
+                task.add_done_callback(cycles.discard)
             self.started.set()
+        for task in list(cycles):
+            await task
+        for conn in self._conns:
+            await conn.close()
+        self._conns.clear()
+
+    async def _cycle(self, lane: psycopg.AsyncConnection[Any] | None, acks: list[Ack], demand: int,
+                     idle: list[Any]) -> None:
+        self._inflight_acks += len(acks)
+        self._reserved += demand
+        conn = lane
+        try:
+            if conn is None or conn.closed:
+                conn = await self._connect()
+                self._conns.append(conn)
+            rows = await run_async(
+                conn, ack_fetch_plan(self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
+        except psycopg.Error as exc:
+            # Nothing was written (the statement is its own transaction): keep the acks and the
+            # slots, back off, and try again on a new connection.
+            self._pending = acks + self._pending
+            log.warning("producer cycle failed, retrying",
+                        extra={"queue": self.queue, "error": str(exc), "retry_in": self._delay})
+            if conn is not None:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+                await conn.close()
+            conn = None
+            await asyncio.sleep(self._delay)
+            self._delay = min(self._delay * 2, 5.0)
+            return
+        else:
+            self._delay = 0.05
             for ack in acks:
                 self.running.pop(ack.id, None)
             for row in rows:
                 job = Job.from_row(row)
                 assert job.id is not None
                 self.running[job.id] = asyncio.create_task(self._perform(job))
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        finally:
+            self._inflight_acks -= len(acks)
+            self._reserved -= demand
+            idle.append(conn)
+            self._wake.set()
 
     async def _perform(self, job: Job) -> None:
         try:
