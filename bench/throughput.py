@@ -111,7 +111,7 @@ async def raw_ceiling(url: str, jobs: int, limit: int, lanes: int = 2) -> float:
                 if not rows and not acks:
                     return done
                 now = db_now()
-                acks = [Ack(r["id"], "completed", now) for r in rows]
+                acks = [Ack(r[0], "completed", now) for r in rows]
 
     t0 = time.perf_counter()
     done = sum(await asyncio.gather(*(lane() for _ in range(lanes))))

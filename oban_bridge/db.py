@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 T = TypeVar("T")
 
@@ -30,6 +30,7 @@ class Query:
     statement: sql.SQL | sql.Composed
     params: Params = None
     fetch: Literal["all", "none"] = "all"
+    rows: Literal["dict", "tuple"] = "dict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def run_sync(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
                     copy.write(step.data)
                 result = None
                 continue
-            with conn.cursor(row_factory=dict_row) as cur:
+            with conn.cursor(row_factory=dict_row if step.rows == "dict" else tuple_row) as cur:
                 cur.execute(step.statement, step.params)
                 result = cur.fetchall() if step.fetch == "all" and cur.description else None
     except StopIteration as stop:
@@ -84,7 +85,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
                     await copy.write(step.data)
                 result = None
                 continue
-            async with conn.cursor(row_factory=dict_row) as cur:
+            async with conn.cursor(row_factory=dict_row if step.rows == "dict" else tuple_row) as cur:
                 await cur.execute(step.statement, step.params)
                 result = await cur.fetchall() if step.fetch == "all" and cur.description else None
     except StopIteration as stop:

@@ -76,21 +76,21 @@ def ack_fetch_plan(
     acks: Sequence[Ack],
     demand: int,
     attempted_by: list[str],
-) -> Plan[list[dict[str, Any]]]:
+) -> Plan[list[tuple[Any, ...]]]:
+    """Rows come back as tuples in `Job.COLUMNS` order (the RETURNING list): no dict per job."""
     rows = yield Query(
         prefixed("ack_fetch_jobs", prefix),
         {
-            "ack_ids": [a.id for a in acks],
-            "ack_states": [a.state for a in acks],
-            "ack_ats": [a.at for a in acks],
-            "ack_scheduled_ats": [a.scheduled_at for a in acks],
-            "ack_bumps": [a.bump for a in acks],
-            "ack_errors": [a.error for a in acks],
+            "acks": orjson.dumps(
+                [{"id": a.id, "state": a.state, "at": a.at, "scheduled_at": a.scheduled_at,
+                  "bump": a.bump, "error": a.error} for a in acks]
+            ).decode(),
             "queue": queue,
             "demand": demand,
             "now": db_now(),
             "attempted_by": attempted_by,
         },
+        rows="tuple",
     )
     return rows  # type: ignore[no-any-return]
 

@@ -34,6 +34,13 @@ STATES = (
 
 _NAME_LIMIT = 127
 
+# The columns of oban_jobs in table order (elixir_interop_fixtures/schema.sql).
+COLUMNS = (
+    "id", "state", "queue", "worker", "args", "errors", "attempt", "max_attempts", "inserted_at",
+    "scheduled_at", "attempted_at", "completed_at", "attempted_by", "discarded_at", "priority",
+    "tags", "meta", "cancelled_at",
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -240,6 +247,24 @@ class Job:
             unique=None if unique is None else normalize_unique(unique),
             replace=replace_map,
             changes=changes,
+        )
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> Job:
+        """A row in `COLUMNS` order (the producer's fetch): the hot path, so no dict and no
+        helper calls. psycopg returns `timestamp` columns naive; they hold UTC."""
+        (id_, state, queue, worker, args, errors, attempt, max_attempts, inserted_at, scheduled_at,
+         attempted_at, completed_at, attempted_by, discarded_at, priority, tags, meta, cancelled_at) = row
+        return cls(
+            worker=worker, args=args, queue=queue, state=state, meta=meta or {}, tags=tags or [],
+            priority=priority, max_attempts=max_attempts, attempt=attempt, errors=errors or [],
+            attempted_by=attempted_by, id=id_,
+            inserted_at=None if inserted_at is None else inserted_at.replace(tzinfo=UTC),
+            scheduled_at=None if scheduled_at is None else scheduled_at.replace(tzinfo=UTC),
+            attempted_at=None if attempted_at is None else attempted_at.replace(tzinfo=UTC),
+            completed_at=None if completed_at is None else completed_at.replace(tzinfo=UTC),
+            discarded_at=None if discarded_at is None else discarded_at.replace(tzinfo=UTC),
+            cancelled_at=None if cancelled_at is None else cancelled_at.replace(tzinfo=UTC),
         )
 
     @classmethod

@@ -193,7 +193,7 @@ class Producer:
             for ack in acks:
                 self.running.pop(ack.id, None)
             for row in rows:
-                job = Job.from_row(row)
+                job = Job.from_tuple(row)
                 assert job.id is not None
                 self.running[job.id] = asyncio.create_task(self._perform(job))
         finally:

@@ -5,7 +5,8 @@
 -- outcome: complete_job, error_job (errors || [error], scheduled_at), snooze_job (scheduled,
 -- max_attempts + 1), cancel_job and discard_job (error appended). Both halves touch disjoint rows
 -- (acked jobs are executing, fetched ones available). Either array may be empty, demand may be 0;
--- PostgreSQL runs a data-modifying CTE to completion even though nothing reads it.
+-- PostgreSQL runs a data-modifying CTE to completion even though nothing reads it. Acks travel as
+-- one JSON array of records: encoded and parsed in C at both ends, however many there are.
 WITH acked AS (
   UPDATE {prefix}.oban_jobs AS j
   SET state = a.state::{prefix}.oban_job_state,
@@ -15,9 +16,8 @@ WITH acked AS (
       scheduled_at = COALESCE(a.scheduled_at, j.scheduled_at),
       max_attempts = j.max_attempts + a.bump,
       errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || ARRAY[a.error::jsonb] END
-  FROM unnest(%(ack_ids)s::bigint[], %(ack_states)s::text[], %(ack_ats)s::timestamp[],
-              %(ack_scheduled_ats)s::timestamp[], %(ack_bumps)s::int[], %(ack_errors)s::text[])
-       AS a(id, state, at, scheduled_at, bump, error)
+  FROM json_to_recordset(%(acks)s::json)
+       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, error text)
   WHERE j.id = a.id
   RETURNING j.id
 ),

@@ -1,0 +1,88 @@
+"""Run oban-py (the official Python port, PyPI `oban`, Python >= 3.12) beside oban_bridge.
+
+`run_peer(kind, server_url, params)` finds a Python >= 3.12 (pyenv's, or python3.12/3.13 on
+PATH), makes a virtualenv for it once under ~/.cache/oban_bridge/, installs `oban==0.7.0` there,
+and runs bench/peer_obanpy.py in it on a database of its own (oban-py installs a different schema
+from Elixir's, so it never shares oban_bridge's). Returns the peer's JSON results, or None with the
+reason printed when no such interpreter can be had.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+OBAN_PY = "oban==0.7.0"
+HERE = Path(__file__).resolve().parent
+
+
+def find_python(explicit: str | None = None) -> str | None:
+    if explicit:
+        return explicit
+    candidates = []
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    for pattern in ("3.13*", "3.12*"):
+        candidates += sorted(glob.glob(os.path.join(root, "versions", pattern, "bin", "python3")), reverse=True)
+    candidates += [p for p in (shutil.which("python3.13"), shutil.which("python3.12")) if p]
+    for candidate in candidates:
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+def peer_venv(python: str) -> Path | None:
+    venv = Path(os.path.expanduser("~/.cache/oban_bridge/bench-peer-venv"))
+    exe = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if marker.exists() and marker.read_text() == OBAN_PY:
+        return exe
+    try:
+        subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(exe), "-m", "pip", "install", "--quiet", OBAN_PY, "psycopg[binary]", "psycopg-pool"],
+                       check=True, capture_output=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        print(f"oban-py: could not install {OBAN_PY}: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+        return None
+    marker.write_text(OBAN_PY)
+    return exe
+
+
+def database(server_url: str, name: str) -> str:
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(server_url, dbname=name)
+
+
+def run_peer(kind: str, server_url: str, params: dict[str, Any], python: str | None = None) -> dict[str, Any] | None:
+    interpreter = find_python(python)
+    if interpreter is None:
+        print("oban-py: skipped, no Python >= 3.12 found (pass --peer-python)", file=sys.stderr)
+        return None
+    exe = peer_venv(interpreter)
+    if exe is None:
+        return None
+    url = database(server_url, "bench_obanpy")
+    out = subprocess.run(
+        [str(exe), str(HERE / "peer_obanpy.py"), kind, url, json.dumps(params)],
+        capture_output=True, text=True, timeout=3600,
+    )
+    if out.returncode != 0:
+        print(f"oban-py: the peer run failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
