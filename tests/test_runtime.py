@@ -299,3 +299,46 @@ async def test_on_event_hook_sees_every_outcome(db_url: str) -> None:
         await oban.insert(Job.new("Harness.Echo", {"outcome": "error"}, queue="elixir"))
         await wait_for(lambda: len(seen) == 2)
     assert sorted(seen) == [("failure", "Harness.Echo"), ("success", "Harness.Echo")]
+
+
+async def test_notifier_reconnects_and_polling_covers_the_gap(db_url: str) -> None:
+    async with AsyncObanBridge(db_url, queues={"badges": 2}, poll_interval=0.2, plugins=[]) as oban:
+        notifier = oban.runtime.notifier  # type: ignore[union-attr]
+        await asyncio.wait_for(notifier.connected.wait(), 5)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN%%'").fetchone()
+        assert killed == (1,)
+        # While it is down, polling still runs jobs.
+        first = await oban.insert(Job.new("badge_forge.generator.GenerateBadge", {}, queue="badges"))
+        await wait_for(lambda: count(db_url, f"id = {first.id} AND state = 'completed'") == 1)
+        await asyncio.wait_for(notifier.connected.wait(), 10)
+        # After the reconnect, a notification wakes the queue again (polling slowed right down).
+        for producer in oban.runtime.producers.values():  # type: ignore[union-attr]
+            producer.poll_interval = 60
+        await asyncio.sleep(0.3)
+        second = await oban.insert(Job.new("badge_forge.generator.GenerateBadge", {}, queue="badges"))
+        await wait_for(lambda: count(db_url, f"id = {second.id} AND state = 'completed'") == 1, timeout=5)
+
+
+async def test_pruner_deletes_old_finished_jobs_only(db_url: str) -> None:
+    from oban_bridge.plugins.pruner import Pruner
+
+    async with AsyncObanBridge(db_url) as client:
+        jobs = await client.insert_all([Job.new("W", {"i": i}, queue="q") for i in range(5)])
+    ids = [j.id for j in jobs]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        old = "now() at time zone 'utc' - interval '2 minutes'"
+        conn.execute(f"UPDATE oban_jobs SET state = 'completed', completed_at = {old}, scheduled_at = {old} WHERE id = %s", [ids[0]])
+        conn.execute(f"UPDATE oban_jobs SET state = 'cancelled', cancelled_at = {old} WHERE id = %s", [ids[1]])
+        conn.execute(f"UPDATE oban_jobs SET state = 'discarded', discarded_at = {old} WHERE id = %s", [ids[2]])
+        conn.execute("UPDATE oban_jobs SET state = 'completed', completed_at = now() WHERE id = %s", [ids[3]])
+    async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[Pruner(max_age=60, interval=0.05)]) as oban:
+        await wait_for(lambda: oban.runtime is not None and oban.runtime.is_leader())
+        await wait_for(lambda: count(db_url, "TRUE") == 2)
+    with psycopg.connect(db_url) as conn:
+        left = [r[0] for r in conn.execute("SELECT id FROM oban_jobs ORDER BY id")]
+    assert left == ids[3:]
+    with pytest.raises(ValueError):
+        Pruner(max_age=0)
