@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oban_bridge import AsyncObanBridge, Job  # noqa: E402
-from peer import database, run_peer  # noqa: E402
+from peer import database, run_peer, server_url  # noqa: E402
 
 
 async def bridge_insert(url: str, jobs: int) -> tuple[float, float]:
@@ -52,11 +51,7 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    server = args.database_url or os.environ.get("DATABASE_URL")
-    if not server:
-        from oban_bridge.embedded import embedded_url
-
-        server = embedded_url()
+    server = server_url(args.database_url)
     url = database(server, "bench_bridge")
     async with AsyncObanBridge(url) as client:
         await client.migrate()
@@ -82,6 +77,8 @@ async def main() -> None:
     if peer:
         print(f"oban-py       {peer['insert']:9,.0f} jobs/s  ({result['oban_py_median']:,.0f})   enqueue_many, oban {peer['oban_version']}")
         print(f"ratio         {result['bridge_best'] / peer['insert']:9.1f}x")
+    elif args.no_peer:
+        print("oban-py       skipped (--no-peer)")
     else:
         print("oban-py       skipped (no Python >= 3.12 with oban-py; see bench/peer.py)")
 

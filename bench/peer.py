@@ -59,6 +59,16 @@ def peer_venv(python: str) -> Path | None:
     return exe
 
 
+def server_url(explicit: str | None) -> str:
+    """--database-url, else DATABASE_URL, else the embedded PostgreSQL."""
+    url = explicit or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from oban_bridge.embedded import embedded_url
+
+    return embedded_url()
+
+
 def database(server_url: str, name: str) -> str:
     import psycopg
     from psycopg.conninfo import make_conninfo

@@ -27,11 +27,12 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from oban_bridge import AsyncObanBridge, Job, worker  # noqa: E402
 from oban_bridge.db import run_async  # noqa: E402
 from oban_bridge.engine import Ack, ack_fetch_plan, complete, db_now  # noqa: E402
-from oban_bridge.job import to_utc  # noqa: E402
+from peer import database, run_peer, server_url  # noqa: E402  (bench/peer.py)
 
 started_at: dict[int, float] = {}
 
@@ -45,15 +46,6 @@ async def noop(job: Job) -> None:
 async def latency_probe(job: Job) -> None:
     assert job.id is not None
     started_at[job.id] = time.perf_counter()
-
-
-def database(server_url: str, name: str) -> str:
-    from psycopg.conninfo import make_conninfo
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_conninfo(server_url, dbname=name)
 
 
 async def reset(url: str) -> None:
@@ -138,12 +130,8 @@ async def bridge_latency(url: str, samples: int) -> tuple[float, float]:
     return statistics.median(gaps) * 1000, gaps[int(len(gaps) * 0.99) - 1] * 1000
 
 
-def peer_results(server_url: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    try:
-        from peer import run_peer  # bench/peer.py: finds Python >= 3.12 and oban-py
-    except ImportError:
-        return None
-    return run_peer("throughput", server_url, {"jobs": args.jobs, "limits": args.limits}, args.peer_python)
+def peer_results(server: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    return run_peer("throughput", server, {"jobs": args.jobs, "limits": args.limits}, args.peer_python)
 
 
 async def main() -> None:
@@ -157,13 +145,7 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    import os
-
-    server = args.database_url or os.environ.get("DATABASE_URL")
-    if not server:
-        from oban_bridge.embedded import embedded_url
-
-        server = embedded_url()
+    server = server_url(args.database_url)
     url = database(server, "bench_bridge")
     async with AsyncObanBridge(url) as client:
         await client.migrate()

@@ -59,6 +59,8 @@ from collections.abc import Awaitable, Callable  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from .tasks import cancel  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -81,13 +83,8 @@ class Notifier:
         self._task = asyncio.create_task(self._run(), name=f"oban-notifier-{self.prefix}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None

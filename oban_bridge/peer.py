@@ -19,6 +19,7 @@ import psycopg
 from .db import run_async
 from .engine import elect_plan, resign_plan
 from .notifier import notify
+from .tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,8 @@ class Peer:
                 pass
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self.leader:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:

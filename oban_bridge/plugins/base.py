@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 import psycopg
 
+from ..tasks import cancel
+
 log = logging.getLogger("oban_bridge.plugins")
 
 
@@ -35,17 +37,20 @@ class Plugin:
         self._task = asyncio.create_task(self._loop(ctx), name=f"oban-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
+
+    async def pause(self, first: bool) -> None:
+        """Wait for the next run: right away at start, then every `interval` seconds."""
+        if not first:
+            await asyncio.sleep(self.interval)
 
     async def _loop(self, ctx: Context) -> None:
         conn: psycopg.AsyncConnection[Any] | None = None
+        first = True
         while True:
+            await self.pause(first)
+            first = False
             try:
                 if not self.leader_only or ctx.is_leader():
                     if conn is None or conn.closed:
@@ -60,4 +65,3 @@ class Plugin:
                 if conn is not None:
                     await conn.close()
                     conn = None
-            await asyncio.sleep(self.interval)

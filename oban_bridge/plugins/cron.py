@@ -89,26 +89,8 @@ class Cron(Plugin):
         # Reboot entries fire once, then leave the crontab (cron.ex discard_reboots/1).
         self.entries = [e for e in self.entries if not e.expression.reboot]
 
-    async def _loop(self, ctx: Context) -> None:
-        """Evaluate at the top of each minute, starting with the next one (cron.ex init), so a
-        node restarting mid-minute does not insert that minute's jobs twice."""
-        conn: psycopg.AsyncConnection[Any] | None = None
-        while True:
-            now = datetime.now(timezone.utc)
-            await asyncio.sleep(60 - now.second - now.microsecond / 1e6 + 0.001)
-            try:
-                if ctx.is_leader():
-                    if conn is None or conn.closed:
-                        conn = await ctx.connection()
-                    await self.tick(ctx, conn)
-            except asyncio.CancelledError:
-                if conn is not None:
-                    await conn.close()
-                raise
-            except Exception as exc:  # noqa: BLE001
-                from .base import log
-
-                log.warning("cron failed", extra={"plugin": "cron", "error": str(exc)})
-                if conn is not None:
-                    await conn.close()
-                    conn = None
+    async def pause(self, first: bool) -> None:
+        """The top of each minute, starting with the next one (cron.ex init), so a node
+        restarting mid-minute does not insert that minute's jobs twice."""
+        now = datetime.now(timezone.utc)
+        await asyncio.sleep(60 - now.second - now.microsecond / 1e6 + 0.001)
