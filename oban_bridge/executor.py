@@ -9,6 +9,7 @@ shows Elixir ones: `** (Oban.PerformError) W failed with {:error, "reason"}`, or
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import traceback
@@ -140,7 +141,10 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
             if spec.is_async:
                 call = spec.perform(job)
             else:
-                call = asyncio.get_running_loop().run_in_executor(threads, spec.perform, job)
+                # Executor threads do not inherit context variables; carry them over so a plain
+                # def worker sees the same `runtime.current()` an async one does.
+                context = contextvars.copy_context()
+                call = asyncio.get_running_loop().run_in_executor(threads, context.run, spec.perform, job)
             if timeout is None:
                 result = await call
             else:

@@ -9,6 +9,7 @@ notifications addressed to any node or to `<name>.<node>`, and stamps `attempted
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -27,6 +28,17 @@ from .plugins.stager import Stager
 from .producer import Producer
 
 log = logging.getLogger(__name__)
+
+_current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("oban_bridge_runtime", default=None)
+
+
+def current() -> Runtime:
+    """The node running the current job (like `job.conf` in Elixir), for workers that need the
+    database: inserting follow-up jobs, reading workflow state."""
+    runtime = _current.get()
+    if runtime is None:
+        raise RuntimeError("not inside a job run by oban_bridge")
+    return runtime
 
 
 def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
@@ -110,6 +122,7 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        _current.set(self)  # copied into every task started below, so into every job
         self.notifier.start()
         self.peer.start()
         for producer in self.producers.values():

@@ -73,5 +73,6 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
 
 from . import demo as _demo  # noqa: E402,F401
 from . import enqueue as _enqueue  # noqa: E402,F401
+from . import hephaestus as _hephaestus  # noqa: E402,F401
 from . import schema as _schema  # noqa: E402,F401
 from . import start as _start  # noqa: E402,F401

@@ -1,0 +1,193 @@
+"""Python steps in Hephaestus workflows.
+
+    @step("Elixir.MyApp.Steps.RenderPdf", events=["rendered", "failed"], context_keys=["pdf_url"])
+    def render_pdf(ctx):
+        url = render(ctx.initial["user_id"])
+        return StepResult("rendered", context={"pdf_url": url})
+
+The Elixir workflow names a stub module for the step (Hephaestus only compiles a workflow whose
+steps exist in Elixir with `events/0`); the stub enqueues a job for `STEP_WORKER` in a queue only
+Python nodes run, and returns `{:async}` (README, examples/hephaestus_step). That job runs here:
+once the instance is waiting at the step it calls the handler, then hands the result over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.json import set_json_loads
+
+import orjson
+
+from psycopg import sql
+
+from ..db import prefixed, run_async
+from ..executor import format_exception
+from ..insert import settle_plan, unique_lock_plan
+from ..job import Job
+from ..runtime import current
+from ..worker import Snooze, worker
+from .handover import Handover, HandoverResult, NotReady, failure_plan, handover_plan, load_plan
+from .names import module_ref
+
+STEP_WORKER = "oban_bridge.hephaestus.ExecuteStep"
+STEP_QUEUE = "hephaestus_python"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """`{:ok, event, context_updates, metadata_updates}` from a Python step."""
+
+    event: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Async:
+    """`{:async}`: the step stays waiting; `resume(...)` finishes it later."""
+
+
+@dataclass(slots=True)
+class StepContext:
+    instance_id: str
+    step_ref: str
+    workflow: str
+    workflow_version: int
+    initial: dict[str, Any]
+    steps: dict[str, Any]
+    job: Job
+
+
+@dataclass(slots=True)
+class StepSpec:
+    step_ref: str
+    handler: Callable[[StepContext], Any]
+    events: list[str]
+    context_keys: list[str]
+    is_async: bool
+
+
+_steps: dict[str, StepSpec] = {}
+
+
+def registered(step_ref: str) -> StepSpec | None:
+    return _steps.get(module_ref(step_ref))
+
+
+def step(step_ref: str, *, events: Iterable[str], context_keys: Iterable[str] = ()) -> Callable[[F], F]:
+    """Declare the Python handler of an Elixir step module. `events` and `context_keys` must match
+    what the Elixir stub declares (events/0, context_keys/0): those atoms are what Elixir can load."""
+    ref = module_ref(step_ref)
+    declared = [str(e) for e in events]
+    if not declared:
+        raise ValueError(f"step {ref}: declare at least one event (the stub's events/0)")
+
+    def decorate(handler: F) -> F:
+        if ref in _steps and _steps[ref].handler is not handler:
+            raise ValueError(f"step {ref} already has a Python handler")
+        _steps[ref] = StepSpec(ref, handler, declared, [str(k) for k in context_keys],
+                               inspect.iscoroutinefunction(handler))
+        return handler
+
+    return decorate
+
+
+async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    set_json_loads(orjson.loads, conn)
+    return conn
+
+
+async def handover(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, h: Handover,
+                   *, settle_timeout: float = 2.0) -> HandoverResult:
+    """Run the hand-over in its own transaction, then settle the AdvanceWorker insert against a
+    concurrent Elixir enqueue (insert.settle_plan), holding the unique lock throughout."""
+    probe = Job.new("HephaestusOban.AdvanceWorker", {"instance_id": h.instance_id},
+                    unique={"keys": ["instance_id"], "period": "infinity",
+                            "states": ["available", "scheduled", "executing", "retryable"]})
+    await run_async(conn, unique_lock_plan(prefix, probe))
+    try:
+        async with conn.transaction():
+            result = await run_async(conn, handover_plan(prefix, heph_prefix, h))
+        if result.advance_job is not None:
+            result.advance_job = await run_async(conn, settle_plan(prefix, result.advance_job, settle_timeout))
+        return result
+    finally:
+        await run_async(conn, unique_lock_plan(prefix, probe, release=True))
+
+
+@worker(STEP_WORKER, queue=STEP_QUEUE, max_attempts=5)
+async def execute_step(job: Job) -> Any:
+    """The Python twin of HephaestusOban.ExecuteStepWorker for steps declared with @step."""
+    args = job.args
+    for key in ("instance_id", "step_ref", "workflow"):
+        if not isinstance(args.get(key), str):
+            raise ValueError(f"step job args need {key!r} (got {sorted(args)})")
+    step_ref = module_ref(args["step_ref"])
+    spec = registered(step_ref)
+    if spec is None:
+        raise RuntimeError(f"no Python handler is declared for {step_ref} (use @step)")
+    runtime = current()
+    heph_prefix = str(args.get("hephaestus_prefix") or runtime.prefix)
+    conn = await _connect(runtime.url)
+    try:
+        instance, _ = await run_async(conn, load_plan(runtime.prefix, heph_prefix, args["instance_id"], step_ref))
+        if instance is None:
+            raise RuntimeError(f"workflow instance not found: {args['instance_id']}")
+        if not (instance.status == "waiting" and instance.current_step == step_ref):
+            if step_ref in instance.active_steps and instance.status not in ("completed", "failed"):
+                return Snooze(1)  # Hephaestus has not recorded the step's {:async} yet
+            return None  # already handed over (a re-run after a crash changes nothing twice)
+        pending = await (await conn.execute(
+            prefixed("heph_pending", runtime.prefix, heph=sql.Identifier(heph_prefix)),
+            {"id": instance.id, "step_ref": step_ref})).fetchall()
+        if pending:
+            return None  # our result is recorded and waits for AdvanceWorker: nothing to redo
+        context = StepContext(
+            instance_id=instance.id, step_ref=step_ref, workflow=instance.workflow,
+            workflow_version=instance.workflow_version,
+            initial=dict(instance.context.get("initial") or {}),
+            steps=dict(instance.context.get("steps") or {}), job=job,
+        )
+        try:
+            if spec.is_async:
+                outcome = await spec.handler(context)
+            else:
+                outcome = await asyncio.to_thread(spec.handler, context)
+        except Exception as exc:
+            if job.attempt >= job.max_attempts:
+                async with conn.transaction():
+                    await run_async(conn, failure_plan(
+                        runtime.prefix, heph_prefix, args, format_exception(exc),
+                        attempt=job.attempt, max_attempts=job.max_attempts,
+                        attempted_by=list(job.attempted_by or [runtime.node, ""])))
+            raise
+        if isinstance(outcome, Async):
+            return None
+        if isinstance(outcome, str):
+            outcome = StepResult(outcome)
+        if not isinstance(outcome, StepResult):
+            raise TypeError(f"step {step_ref} returned {outcome!r}; expected StepResult(event, ...), an event name or Async()")
+        try:
+            await handover(conn, runtime.prefix, heph_prefix, Handover(
+                instance_id=instance.id, step_ref=step_ref, event=outcome.event,
+                context=dict(outcome.context), metadata=dict(outcome.metadata),
+                config_key=args.get("config_key"), events=spec.events, context_keys=spec.context_keys,
+                require_waiting=False,
+            ))
+        except NotReady:
+            return Snooze(1)
+        return None
+    finally:
+        await conn.close()
+
+
+__all__ = ["Async", "STEP_QUEUE", "STEP_WORKER", "StepContext", "StepResult", "execute_step", "handover",
+           "registered", "step", "format_exception"]
