@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime, timezone
 from concurrent.futures import Executor
 from typing import Any
 
@@ -27,6 +28,11 @@ from .executor import Outcome, execute, log_outcome
 from .job import Job
 
 log = logging.getLogger(__name__)
+
+
+def iso_now() -> str:
+    """`DateTime.utc_now()` as Jason writes it: ISO 8601, microseconds, Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Producer:
@@ -67,6 +73,24 @@ class Producer:
         self._reserved = 0
         self._delay = 0.05
         self.started = asyncio.Event()
+        self.started_at = iso_now()
+        self.shutdown_started_at: str | None = None
+
+    def check(self, name: str) -> dict[str, Any]:
+        """The producer's meta as basic.ex init/check_meta/refresh keep it, for gossip."""
+        return {
+            "limit": self.limit,
+            "name": name,
+            "node": self.node,
+            "paused": self.paused,
+            "queue": self.queue,
+            "refresh_interval": 60_000,
+            "running": sorted(self.running),
+            "shutdown_started_at": self.shutdown_started_at,
+            "started_at": self.started_at,
+            "updated_at": iso_now(),
+            "uuid": self.uuid,
+        }
 
     # --- control, from signals or the API ---------------------------------------------------
     def wake(self) -> None:
@@ -103,6 +127,8 @@ class Producer:
         lifeline to rescue, as Elixir leaves them on shutdown: never lost.
         """
         self._stopping = True
+        self.paused = True  # basic.ex shutdown/2: paused, with shutdown_started_at set
+        self.shutdown_started_at = iso_now()
         self.wake()
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=grace)

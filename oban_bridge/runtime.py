@@ -22,6 +22,7 @@ from .executor import Outcome
 from .notifier import Notifier
 from .peer import Peer
 from .plugins.base import Plugin
+from .plugins.gossip import Gossip
 from .plugins.lifeline import Lifeline
 from .plugins.pruner import Pruner
 from .plugins.stager import Stager
@@ -69,7 +70,7 @@ def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
 
 
 def default_plugins() -> list[Plugin]:
-    return [Stager(), Pruner(), Lifeline()]
+    return [Stager(), Pruner(), Lifeline(), Gossip()]
 
 
 class Runtime:
@@ -114,6 +115,9 @@ class Runtime:
     # Context for plugins
     def is_leader(self) -> bool:
         return self.peer.leader
+
+    def checks(self) -> list[dict[str, Any]]:
+        return [p.check(self.name) for p in self.producers.values()]
 
     async def connection(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.url, autocommit=True)

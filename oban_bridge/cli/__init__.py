@@ -66,13 +66,47 @@ def _debug(ctx: click.Context) -> bool:
 @click.version_option(package_name="oban_bridge")
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool) -> None:
-    """Enqueue and inspect Oban jobs from Python, on the tables Elixir Oban uses."""
+    """Enqueue and inspect Oban jobs from Python, on the tables Elixir Oban uses.
+
+    Settings come from the options, then DATABASE_URL / OBAN_PREFIX, then [tool.oban_bridge]
+    (database_url, prefix) in ./pyproject.toml; with no database URL at all the embedded
+    PostgreSQL is used.
+    """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    settings = project_settings()
+    if database_url is None:
+        database_url = settings.get("database_url")
+    if ctx.get_parameter_source("prefix") in (click.core.ParameterSource.DEFAULT, None) and "prefix" in settings:
+        prefix = settings["prefix"]
     ctx.obj = Context(database_url, prefix, debug)
+
+
+def project_settings() -> dict[str, Any]:
+    """[tool.oban_bridge] of ./pyproject.toml, if any."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path.cwd() / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.UsageError(f"cannot read {path}: {exc}") from None
+    settings = data.get("tool", {}).get("oban_bridge", {})
+    if not isinstance(settings, dict):
+        raise click.UsageError(f"{path}: [tool.oban_bridge] must be a table")
+    unknown = sorted(set(settings) - {"database_url", "prefix"})
+    if unknown:
+        raise click.UsageError(f"{path}: unknown [tool.oban_bridge] setting {unknown[0]!r} (known: database_url, prefix)")
+    return settings
 
 
 from . import demo as _demo  # noqa: E402,F401
 from . import enqueue as _enqueue  # noqa: E402,F401
 from . import hephaestus as _hephaestus  # noqa: E402,F401
+from . import jobs as _jobs  # noqa: E402,F401
+from . import queues as _queues  # noqa: E402,F401
 from . import schema as _schema  # noqa: E402,F401
 from . import start as _start  # noqa: E402,F401
+from . import top as _top  # noqa: E402,F401

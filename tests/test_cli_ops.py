@@ -1,0 +1,201 @@
+"""`jobs`, `queues`, `top`, `enqueue --file` and pyproject settings, against a real PostgreSQL and
+the signals and gossip a real Elixir node sent (elixir_interop_fixtures/notifications.jsonl)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from oban_bridge import AsyncObanBridge, Job, ObanBridge
+from oban_bridge.cli import main
+
+from .conftest import fixture
+
+
+def cli(url: str, *args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(main, ["--database-url", url, *args], input=input)
+
+
+@pytest.fixture
+def seeded(db_url: str) -> str:
+    with ObanBridge(db_url) as oban:
+        oban.insert_all([
+            Job.new("MyApp.Mailer", {"to": "a", "n": 1}, queue="mailers", tags=["Mail"], meta={"team": "growth"}),
+            Job.new("MyApp.Mailer", {"to": "b", "n": 2}, queue="mailers", meta={"team": "ops"}),
+            Job.new("badge_forge.Render", {"id": 7}, queue="badges", schedule_in=3600),
+            Job.new("badge_forge.Render", {"id": 8}, queue="badges"),
+        ])
+        with oban.connection() as conn:
+            conn.execute("UPDATE oban_jobs SET state = 'discarded', discarded_at = now(), attempt = 20, "
+                         "errors = ARRAY['{\"attempt\": 20, \"at\": \"2026-01-01T00:00:00.000000Z\", "
+                         "\"error\": \"** (RuntimeError) boom\"}'::jsonb] WHERE id = 4")
+    return db_url
+
+
+def test_list_filters_and_json_schema(seeded: str) -> None:
+    out = cli(seeded, "jobs", "list", "--json")
+    jobs = json.loads(out.output)
+    assert [j["id"] for j in jobs] == [4, 3, 2, 1]
+    assert set(jobs[0]) == {"id", "state", "queue", "worker", "args", "meta", "tags", "priority", "attempt",
+                            "max_attempts", "errors", "attempted_by", "inserted_at", "scheduled_at", "attempted_at",
+                            "completed_at", "discarded_at", "cancelled_at", "conflict"}
+    ids = lambda *a: [j["id"] for j in json.loads(cli(seeded, "jobs", "list", "--json", *a).output)]  # noqa: E731
+    assert ids("--queue", "mailers", "--order", "id") == [1, 2]
+    assert ids("--state", "scheduled") == [3]
+    assert ids("--worker", "Elixir.MyApp.Mailer", "--limit", "1") == [2]
+    assert ids("--tag", "MAIL") == [1]
+    assert ids("--meta", "team=ops") == [2]
+    assert ids("--args", "n=1") == [1]
+    assert ids("--args", "id=7", "--state", "scheduled") == [3]
+    table = cli(seeded, "jobs", "list", "--queue", "badges")
+    assert table.exit_code == 0 and "badge_forge.Render" in table.output and "state" in table.output
+
+
+def test_filters_are_values_never_sql(seeded: str) -> None:
+    for args in (["--queue", "x'; DROP TABLE oban_jobs; --"], ["--worker", "\" OR 1=1 --"],
+                 ["--meta", "a'); DELETE FROM oban_jobs; --=1"], ["--tag", "'}"]):
+        out = cli(seeded, "jobs", "list", "--json", *args)
+        assert out.exit_code == 0 and json.loads(out.output) == []
+    out = cli(seeded, "jobs", "delete", "--queue", "x' OR '1'='1", "--yes")
+    assert "0 job(s)" in out.output
+    with psycopg.connect(seeded) as conn:
+        assert conn.execute("SELECT count(*) FROM oban_jobs").fetchone() == (4,)
+
+
+def test_show_decodes_errors_and_recorded_output(seeded: str) -> None:
+    # %{"a" => 1, "b" => "two"} as :erlang.term_to_binary wrote it; Oban stores it unpadded.
+    sample = next(s for s in fixture("etf_samples.json")["samples"] if s["description"] == "string-keyed map")
+    encoded = sample["etf_base64"]
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.execute("UPDATE oban_jobs SET meta = meta || %s::jsonb WHERE id = 1",
+                     [json.dumps({"recorded": True, "return": encoded.rstrip("=")})])
+    shown = cli(seeded, "jobs", "show", "4")
+    assert shown.exit_code == 0 and "** (RuntimeError) boom" in shown.output and "attempt 20" in shown.output
+    data = json.loads(cli(seeded, "jobs", "show", "1", "--json").output)
+    try:
+        import erlpack  # noqa: F401
+    except ImportError:
+        assert data["recorded"] == {"etf_base64": encoded.rstrip("=")}
+    else:
+        assert data["recorded"] == {"a": 1, "b": "two"}
+    missing = cli(seeded, "jobs", "show", "999")
+    assert missing.exit_code == 1 and "no job with id 999" in missing.output
+
+
+def test_retry_cancel_delete(seeded: str) -> None:
+    out = cli(seeded, "jobs", "retry", "4", "--json")
+    assert json.loads(out.output) == {"action": "retry", "count": 1, "jobs": [
+        {"id": 4, "queue": "badges", "previous_state": "discarded"}]}
+    with psycopg.connect(seeded) as conn:
+        row = conn.execute("SELECT state::text, max_attempts, discarded_at FROM oban_jobs WHERE id = 4").fetchone()
+    assert row == ("available", 21, None)  # GREATEST(max_attempts, attempt + 1), as Oban
+    # Bulk by filter asks first; declining changes nothing.
+    declined = cli(seeded, "jobs", "cancel", "--queue", "mailers", input="n\n")
+    assert declined.exit_code == 1
+    assert cli(seeded, "jobs", "cancel", "--queue", "mailers", input="y\n").output.strip().endswith("2 job(s) changed")
+    assert "1 job(s) changed" in cli(seeded, "jobs", "delete", "3", "--yes").output
+    skipped = cli(seeded, "jobs", "retry", "999")
+    assert "0 job(s) changed" in skipped.output
+    nothing = cli(seeded, "jobs", "delete")
+    assert nothing.exit_code == 2 and "give job ids or at least one filter" in nothing.output
+
+
+def test_cancelling_an_executing_job_signals_pkill(db_url: str) -> None:
+    with ObanBridge(db_url) as oban:
+        job = oban.insert(Job.new("Elixir.Slow", {}, queue="slow"))
+        with oban.connection() as conn:
+            conn.execute("UPDATE oban_jobs SET state = 'executing', attempt = 1, attempted_at = now() WHERE id = %s", [job.id])
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute('LISTEN "public.oban_signal"')
+        assert "1 job(s)" in cli(db_url, "jobs", "cancel", str(job.id)).output
+        heard = [n.payload for n in listener.notifies(timeout=0.3)]
+    assert heard == [json.dumps({"action": "pkill", "job_id": job.id}, separators=(",", ":"))]
+
+
+def test_queue_signals_are_byte_for_byte_elixirs(db_url: str) -> None:
+    elixir = [n["payload"] for n in fixture("notifications.jsonl") if n["channel"] == "public.oban_signal"][:5]
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute('LISTEN "public.oban_signal"')
+        for args in (["pause", "elixir"], ["scale", "elixir", "--limit", "7"], ["resume", "elixir"],
+                     ["pause", "*"], ["resume", "*"]):
+            assert cli(db_url, "queues", *args).exit_code == 0
+        heard = [n.payload for n in listener.notifies(timeout=0.3)]
+        assert heard == elixir
+        cli(db_url, "queues", "pause", "badges", "--node", "worker-1", "--name", "ObanBridge")
+        [scoped] = [n.payload for n in listener.notifies(timeout=0.3)]
+    assert json.loads(scoped)["ident"] == "ObanBridge.worker-1"
+    bad = cli(db_url, "queues", "scale", "elixir")
+    assert bad.exit_code == 2 and "--limit" in bad.output
+
+
+def test_gossip_checks_have_elixirs_shape(db_url: str) -> None:
+    elixir = next(json.loads(n["payload"]) for n in fixture("notifications.jsonl") if n["channel"] == "public.oban_gossip")
+    [theirs] = elixir["checks"]
+
+    async def heard() -> dict[str, Any]:
+        async with AsyncObanBridge(db_url, queues={"badges": 3}, node="py-node"):
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+                await conn.execute('LISTEN "public.oban_gossip"')
+                async for note in conn.notifies(timeout=3):
+                    return json.loads(note.payload)  # type: ignore[no-any-return]
+        raise AssertionError("no gossip")
+
+    ours = asyncio.run(heard())
+    [check] = ours["checks"]
+    assert sorted(check) == sorted(theirs)
+    for key, value in theirs.items():
+        assert type(check[key]) is type(value) or value is None, key
+    assert (check["queue"], check["limit"], check["node"], check["name"], check["paused"]) == (
+        "badges", 3, "py-node", "ObanBridge", False)
+    assert check["started_at"].endswith("Z") and len(check["started_at"]) == len(theirs["started_at"])
+
+
+def test_queues_lists_counts_and_python_nodes(seeded: str) -> None:
+    async def listing() -> list[dict[str, Any]]:
+        async with AsyncObanBridge(seeded, queues={"badges": 2}, node="py-node"):
+            return json.loads(await asyncio.to_thread(lambda: cli(seeded, "queues", "--json").output))  # type: ignore[no-any-return]
+
+    found = {q["queue"]: q for q in asyncio.run(listing())}
+    assert found["mailers"]["counts"]["available"] == 2
+    assert [n["node"] for n in found["badges"]["nodes"]] == ["py-node"]
+    assert found["badges"]["nodes"][0]["limit"] == 2
+    frame = cli(seeded, "top", "--once")
+    assert frame.exit_code == 0 and "mailers" in frame.output and "completed/s" in frame.output
+
+
+def test_enqueue_file_is_validated_then_one_transaction(db_url: str, tmp_path: Path) -> None:
+    good = tmp_path / "jobs.jsonl"
+    good.write_text("\n".join(json.dumps(j) for j in [
+        {"worker": "MyApp.A", "args": {"i": 1}, "queue": "q", "tags": ["x"]},
+        {"worker": "MyApp.B", "args": {"k": 1}, "unique": {"period": 60}},
+        {"worker": "MyApp.B", "args": {"k": 1}, "unique": {"period": 60}},
+        {"worker": "MyApp.C", "scheduled_at": "2030-01-01T00:00:00Z"},
+    ]) + "\n")
+    out = cli(db_url, "enqueue", "--file", str(good), "--json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    assert (report["inserted"], report["conflicts"]) == (3, 1)
+    bad_lines = ['{"worker": "MyApp.A"}', '{"worker": "MyApp.A", "priority": -1}', "not json"]
+    for bad, message in ((bad_lines[:2], "line 2: priority"), ([bad_lines[0], bad_lines[2]], "line 2"),
+                         (['{"args": {}}'], "missing worker"), (['{"worker": "W", "colour": 1}'], "unknown field")):
+        result = cli(db_url, "enqueue", "--file", "-", input="\n".join(bad) + "\n")
+        assert result.exit_code == 2 and message in result.output, result.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM oban_jobs").fetchone() == (3,)
+
+
+def test_settings_from_pyproject(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    (tmp_path / "pyproject.toml").write_text(f"[tool.oban_bridge]\ndatabase_url = {json.dumps(db_url)}\nprefix = \"public\"\n")
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["verify"])
+    assert out.exit_code == 0 and "identical" in out.output
+    (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\ncolour = 1\n")
+    bad = CliRunner().invoke(main, ["verify"])
+    assert bad.exit_code == 2 and "unknown [tool.oban_bridge] setting" in bad.output
