@@ -67,6 +67,7 @@ async def main() -> None:
         "bridge_insert_call_best": max(call_only),
         "oban_py_best": peer and peer["insert"],
         "oban_py_median": peer and statistics.median(peer["insert_all_runs"]),
+        "ratio": peer and max(total) / peer["insert"],
     }
     if args.json:
         print(json.dumps(result))

@@ -23,29 +23,33 @@ HERE = Path(__file__).resolve().parent
 
 
 def find_python(explicit: str | None = None) -> str | None:
+    """An interpreter >= 3.12: `explicit` when given (checked, never silently replaced), else search."""
     if explicit:
-        return explicit
-    candidates = []
+        return explicit if _is_312(explicit) else None
+    candidates: list[str] = []
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     for pattern in ("3.13*", "3.12*"):
         candidates += sorted(glob.glob(os.path.join(root, "versions", pattern, "bin", "python3")), reverse=True)
     candidates += [p for p in (shutil.which("python3.13"), shutil.which("python3.12")) if p]
-    for candidate in candidates:
-        try:
-            out = subprocess.run([candidate, "-c", "import sys; print(sys.version_info >= (3, 12))"],
-                                 capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.stdout.strip() == "True":
-            return candidate
-    return None
+    return next((c for c in candidates if _is_312(c)), None)
+
+
+def _is_312(python: str) -> bool:
+    try:
+        out = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.stdout.strip() == "True"
 
 
 def peer_venv(python: str) -> Path | None:
     venv = Path(os.path.expanduser("~/.cache/oban_bridge/bench-peer-venv"))
     exe = venv / "bin" / "python"
     marker = venv / ".installed"
-    if marker.exists() and marker.read_text() == OBAN_PY:
+    # The marker names the base interpreter too, so --peer-python rebuilds the venv for a new one.
+    stamp = f"{OBAN_PY} {os.path.realpath(python)}"
+    if marker.exists() and marker.read_text() == stamp:
         return exe
     try:
         subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=300)
@@ -55,7 +59,7 @@ def peer_venv(python: str) -> Path | None:
         err = getattr(exc, "stderr", b"") or b""
         print(f"oban-py: could not install {OBAN_PY}: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
         return None
-    marker.write_text(OBAN_PY)
+    marker.write_text(stamp)
     return exe
 
 
@@ -82,7 +86,8 @@ def database(server_url: str, name: str) -> str:
 def run_peer(kind: str, server_url: str, params: dict[str, Any], python: str | None = None) -> dict[str, Any] | None:
     interpreter = find_python(python)
     if interpreter is None:
-        print("oban-py: skipped, no Python >= 3.12 found (pass --peer-python)", file=sys.stderr)
+        why = f"{python} is not a Python >= 3.12" if python else "no Python >= 3.12 found (pass --peer-python)"
+        print(f"oban-py: skipped, {why}", file=sys.stderr)
         return None
     exe = peer_venv(interpreter)
     if exe is None:

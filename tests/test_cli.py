@@ -162,7 +162,12 @@ def test_start_runs_workers_and_obeys_a_pause_signal(db_url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--module", "no_such_module_here", "--queues", "a:1"], "cannot import"),
-     (["--module", "tests.workers", "--queues", "a:zero"], "invalid queues")],
+     (["--module", "tests.workers", "--queues", "a:zero"], "invalid queues"),
+     (["--module", "tests.workers", "--queues", "a:1", "--cron", "61 * * * *|W"], "out of range"),
+     (["--module", "tests.workers", "--queues", "a:1", "--cron", "* * * * *"], "expected 'EXPR|WORKER'"),
+     (["--module", "tests.workers", "--queues", "a:1", "--cron", "@daily|W|[1]"], "JSON object"),
+     (["--module", "tests.workers", "--queues", "a:1", "--cron", "@daily|W", "--timezone", "Mars/Base"],
+      "unknown time zone")],
 )
 def test_start_rejects_bad_input(db_url: str, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, "start", *args])
