@@ -32,6 +32,7 @@ class Ack:
     scheduled_at: datetime | None = None
     bump: int = 0
     error: str | None = None  # the errors element, as JSON text
+    meta: dict[str, Any] | None = None  # keys merged into meta (recorded output)
 
 
 def error_record(attempt: int, at: datetime, text: str) -> str:
@@ -40,9 +41,9 @@ def error_record(attempt: int, at: datetime, text: str) -> str:
     return orjson.dumps({"attempt": attempt, "at": stamp, "error": text}).decode()
 
 
-def complete(job: Job, now: datetime) -> Ack:
+def complete(job: Job, now: datetime, meta: dict[str, Any] | None = None) -> Ack:
     assert job.id is not None
-    return Ack(job.id, "completed", now)
+    return Ack(job.id, "completed", now, meta=meta)
 
 
 def error(job: Job, now: datetime, text: str, backoff: int) -> Ack:
@@ -83,7 +84,7 @@ def ack_fetch_plan(
         {
             "acks": orjson.dumps(
                 [{"id": a.id, "state": a.state, "at": a.at, "scheduled_at": a.scheduled_at,
-                  "bump": a.bump, "error": a.error} for a in acks]
+                  "bump": a.bump, "error": a.error, "meta": a.meta} for a in acks]
             ).decode(),
             "queue": queue,
             "demand": demand,

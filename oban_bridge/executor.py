@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import engine
+from . import engine, recorded
+from .term import TermError
 from .engine import Ack
 from .job import Job, to_utc
 from .worker import Cancel, Discard, Error, Snooze, WorkerSpec, lookup
@@ -101,6 +102,12 @@ def _ack_for(job: Job, spec: WorkerSpec | None, result: Any, exc: BaseException 
         return engine.discard(job, now, perform_error(job.worker, "discard", result.reason)), "discard"
     if isinstance(result, Error):
         return _failure(job, spec, perform_error(job.worker, "error", result.reason), now)
+    if spec is not None and spec.recorded_limit is not None and result is not None:
+        try:
+            encoded = recorded.encode(result, spec.recorded_limit)
+        except TermError as exc:  # over the limit, or not representable: a failed attempt
+            return _failure(job, spec, f"** (ArgumentError) {exc}", now)
+        return engine.complete(job, now, {"recorded": True, "return": encoded}), "success"
     return engine.complete(job, now), "success"
 
 

@@ -23,6 +23,7 @@ from .notifier import Notifier
 from .peer import Peer
 from .plugins.base import Plugin
 from .plugins.gossip import Gossip
+from .plugins.met import Met
 from .plugins.lifeline import Lifeline
 from .plugins.pruner import Pruner
 from .plugins.stager import Stager
@@ -70,7 +71,7 @@ def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
 
 
 def default_plugins() -> list[Plugin]:
-    return [Stager(), Pruner(), Lifeline(), Gossip()]
+    return [Stager(), Pruner(), Lifeline(), Gossip(), Met()]
 
 
 class Runtime:
@@ -101,10 +102,12 @@ class Runtime:
         )
         self.producers = {
             queue: Producer(url=url, prefix=prefix, queue=queue, limit=limit, node=node,
-                            threads=self.threads, poll_interval=poll_interval, on_outcome=on_event)
+                            threads=self.threads, poll_interval=poll_interval, on_outcome=self._on_outcome)
             for queue, limit in limits.items()
         }
         self.plugins = default_plugins() if plugins is None else plugins
+        self.on_event = on_event
+        self._met = [p for p in self.plugins if isinstance(p, Met)]
         self.notifier = Notifier(url, prefix)
         self.peer = Peer(url, prefix, name, node, interval=peer_interval)
         self.notifier.subscribe("insert", self._on_insert)
@@ -115,6 +118,12 @@ class Runtime:
     # Context for plugins
     def is_leader(self) -> bool:
         return self.peer.leader
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        for met in self._met:
+            met.record(outcome.event, outcome.job.queue, outcome.job.worker, outcome.duration, outcome.queue_time)
+        if self.on_event is not None:
+            self.on_event(outcome)
 
     def checks(self) -> list[dict[str, Any]]:
         return [p.check(self.name) for p in self.producers.values()]

@@ -62,3 +62,163 @@ def phash2(value: str | bytes, range_: int = 1 << 27) -> int:
     if not 1 <= range_ <= 1 << 32:
         raise ValueError("range must be between 1 and 2^32")
     return _hash2_binary(data) % range_
+
+
+# ---------------------------------------------------------------------------------------------
+# External Term Format. Encoding is our own, so the bytes are those `:erlang.term_to_binary/2` of
+# OTP 25 writes (ATOM_EXT for atoms, small maps with keys in term order, bignums), checked against
+# elixir_interop_fixtures/etf_samples.json. Decoding goes through erlpack, behind size limits and a
+# whitelist of types, so nothing but plain data reaches user code.
+
+import struct  # noqa: E402
+import zlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+class Atom(str):
+    """An Erlang atom (`:ok`, `MyApp.Worker` is `Atom("Elixir.MyApp.Worker")`)."""
+
+
+class TermError(ValueError):
+    pass
+
+
+def _atom(name: str) -> bytes:
+    data = name.encode()
+    if len(data) > 255:
+        raise TermError(f"atom too long: {name[:20]}…")
+    if data.isascii():
+        return b"d" + struct.pack(">H", len(data)) + data  # ATOM_EXT, as OTP 25 writes it
+    return b"v" + struct.pack(">H", len(data)) + data  # ATOM_UTF8_EXT
+
+
+def _rank(value: Any) -> tuple[int, Any]:
+    """Erlang term order for map keys: number < atom < tuple < map < list < binary."""
+    if value is None:
+        return (1, "nil")
+    if isinstance(value, bool):
+        return (1, "true" if value else "false")
+    if isinstance(value, Atom):
+        return (1, str(value))
+    if isinstance(value, (int, float)):
+        return (0, value)
+    if isinstance(value, tuple):
+        return (2, (len(value), [_rank(v) for v in value]))
+    if isinstance(value, list):
+        return (5, [_rank(v) for v in value])
+    if isinstance(value, str):
+        return (6, value.encode())
+    if isinstance(value, (bytes, bytearray)):
+        return (6, bytes(value))
+    return (7, repr(value))
+
+
+def _encode(value: Any, out: bytearray) -> None:
+    if value is None:
+        out += _atom("nil")
+    elif value is True:
+        out += _atom("true")
+    elif value is False:
+        out += _atom("false")
+    elif isinstance(value, Atom):
+        out += _atom(str(value))
+    elif isinstance(value, int):
+        if 0 <= value <= 255:
+            out += b"a" + bytes([value])
+        elif -(2**31) <= value < 2**31:
+            out += b"b" + struct.pack(">i", value)
+        else:
+            magnitude = abs(value)
+            digits = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "little")
+            if len(digits) <= 255:
+                out += b"n" + bytes([len(digits), 1 if value < 0 else 0]) + digits
+            else:
+                out += b"o" + struct.pack(">I", len(digits)) + bytes([1 if value < 0 else 0]) + digits
+    elif isinstance(value, float):
+        out += b"F" + struct.pack(">d", value)
+    elif isinstance(value, str):
+        data = value.encode()
+        out += b"m" + struct.pack(">I", len(data)) + data
+    elif isinstance(value, (bytes, bytearray)):
+        out += b"m" + struct.pack(">I", len(value)) + bytes(value)
+    elif isinstance(value, tuple):
+        out += (b"h" + bytes([len(value)])) if len(value) <= 255 else (b"i" + struct.pack(">I", len(value)))
+        for item in value:
+            _encode(item, out)
+    elif isinstance(value, list):
+        if not value:
+            out += b"j"
+        elif len(value) <= 65535 and all(type(v) is int and 0 <= v <= 255 for v in value):
+            out += b"k" + struct.pack(">H", len(value)) + bytes(value)  # STRING_EXT, as Erlang does
+        else:
+            out += b"l" + struct.pack(">I", len(value))
+            for item in value:
+                _encode(item, out)
+            out += b"j"
+    elif isinstance(value, dict):
+        out += b"t" + struct.pack(">I", len(value))
+        items = sorted(value.items(), key=lambda kv: _rank(kv[0])) if len(value) <= 32 else list(value.items())
+        for key, item in items:
+            _encode(key, out)
+            _encode(item, out)
+    else:
+        raise TermError(f"cannot encode {type(value).__name__} as an Erlang term")
+
+
+def term_to_binary(value: Any, *, compressed: int | None = None) -> bytes:
+    """`:erlang.term_to_binary(value)` or with `compressed: level` (used only when smaller, as
+    Erlang does)."""
+    body = bytearray()
+    _encode(value, body)
+    if compressed:
+        packed = zlib.compress(bytes(body), compressed)
+        if 5 + len(packed) < len(body):  # 'P' + size + zlib data
+            return b"\x83P" + struct.pack(">I", len(body)) + packed
+    return b"\x83" + bytes(body)
+
+
+def binary_to_term(data: bytes, *, limit: int = 1 << 20) -> Any:
+    """`:erlang.binary_to_term(data, [:safe])` for plain data: maps, lists, tuples, binaries
+    (as str when UTF-8, else bytes), numbers, and atoms (nil/true/false as None/True/False, others
+    as `Atom`). Anything else — pids, refs, funs — and anything larger than `limit` bytes, before
+    or after decompression, is a TermError."""
+    if len(data) > limit:
+        raise TermError(f"term of {len(data)} bytes is over the limit of {limit}")
+    if len(data) >= 6 and data[:2] == b"\x83P":
+        (size,) = struct.unpack(">I", data[2:6])
+        if size > limit:
+            raise TermError(f"term of {size} bytes (uncompressed) is over the limit of {limit}")
+    import erlpack
+
+    try:
+        raw = erlpack.unpack(bytes(data))
+    except Exception as exc:  # noqa: BLE001 - erlpack raises several types
+        raise TermError(f"not a valid Erlang term: {exc}") from None
+    return _plain(raw)
+
+
+def _plain(value: Any) -> Any:
+    import erlpack
+
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, erlpack.Atom):
+        return Atom(str(value))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_key(_plain(k)): _plain(v) for k, v in value.items()}
+    raise TermError(f"refusing to decode an Erlang {type(value).__name__}")
+
+
+def _key(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

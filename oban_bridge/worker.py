@@ -69,6 +69,7 @@ class WorkerSpec:
     is_async: bool = False
     backoff_fn: Callable[[Job], int] | None = None
     timeout_fn: Callable[[Job], float | None] | None = None
+    recorded_limit: int | None = None  # bytes; None: return values are not recorded
 
     def backoff(self, job: Job) -> int:
         if self.backoff_fn is not None:
@@ -119,6 +120,20 @@ def _hook(instance: Any, name: str) -> Callable[[Job], Any] | None:
     return fn if callable(fn) else None
 
 
+def _recorded_limit(recorded: Any) -> int | None:
+    from .recorded import DEFAULT_LIMIT
+
+    if recorded is False or recorded is None:
+        return None
+    if recorded is True:
+        return DEFAULT_LIMIT
+    if isinstance(recorded, Mapping) and set(recorded) <= {"limit"}:
+        limit = recorded.get("limit", DEFAULT_LIMIT)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+    raise ValidationError("recorded", f"expected True or {{'limit': bytes}}, got {recorded!r}")
+
+
 def worker(
     name: str | None = None,
     *,
@@ -131,8 +146,11 @@ def worker(
     aliases: Iterable[str] = (),
     backoff: Callable[[Job], int] | None = None,
     timeout: float | timedelta | Callable[[Job], float | None] | None = None,
+    recorded: bool | Mapping[str, Any] = False,
 ) -> Callable[[W], W]:
     """Register a Python worker under `name` (default: its dotted Python path)."""
+
+    recorded_limit = _recorded_limit(recorded)
 
     def decorate(target: W) -> W:
         registered = worker_name(name) if name is not None else worker_name(target)
@@ -162,6 +180,7 @@ def worker(
             is_async=is_async,
             backoff_fn=backoff or _hook(instance, "backoff"),
             timeout_fn=timeout_fn,
+            recorded_limit=recorded_limit,
         )
         for key in (registered, *spec.aliases):
             existing = _registry.get(key)

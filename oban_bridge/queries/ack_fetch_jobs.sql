@@ -15,9 +15,10 @@ WITH acked AS (
       discarded_at = CASE WHEN a.state = 'discarded' THEN a.at ELSE j.discarded_at END,
       scheduled_at = COALESCE(a.scheduled_at, j.scheduled_at),
       max_attempts = j.max_attempts + a.bump,
-      errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || ARRAY[a.error::jsonb] END
+      errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || ARRAY[a.error::jsonb] END,
+      meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE COALESCE(j.meta, '{{}}'::jsonb) || a.meta END
   FROM json_to_recordset(%(acks)s::json)
-       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, error text)
+       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, error text, meta jsonb)
   WHERE j.id = a.id
   RETURNING j.id
 ),

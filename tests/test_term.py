@@ -1,0 +1,97 @@
+"""Erlang terms: bytes equal to what :erlang.term_to_binary wrote (elixir_interop_fixtures/
+etf_samples.json), safe decoding, and recorded output both ways."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oban_bridge.recorded import RecordedTooLarge, decode, encode, fetch_recorded
+from oban_bridge.job import Job
+from oban_bridge.term import Atom, TermError, binary_to_term, term_to_binary
+
+from .conftest import fixture
+
+SAMPLES = fixture("etf_samples.json")["samples"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s["description"])
+def test_bytes_equal_erlangs(sample: dict[str, Any]) -> None:
+    plain = base64.b64decode(sample["etf_base64"])
+    compressed = base64.b64decode(sample["etf_compressed_base64"])
+    value = binary_to_term(plain)
+    assert binary_to_term(compressed) == value
+    assert term_to_binary(value) == plain
+    assert term_to_binary(value, compressed=9) == compressed
+
+
+def test_decoded_values_are_plain_python() -> None:
+    by_name = {s["description"]: binary_to_term(base64.b64decode(s["etf_base64"])) for s in SAMPLES}
+    assert by_name["string-keyed map"] == {"a": 1, "b": "two"}
+    assert by_name["atoms"] == [Atom("ok"), Atom("error"), None, True, False, Atom("Elixir.MyApp.Worker")]
+    assert by_name["tuple nested"] == (Atom("error"), (Atom("timeout"), 5000))
+    assert by_name["big ints"] == [2147483648, 2**64, -(2**64)]
+    assert by_name["binaries"][3] == b"\x00\x01\x02\xff"  # not UTF-8: stays bytes
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=5)
+    | st.tuples(inner, inner),
+    max_leaves=20,
+)
+
+
+@given(json_like)
+def test_round_trip(value: Any) -> None:
+    def norm(v: Any) -> Any:  # binaries come back as str when they are UTF-8, as Oban Web shows them
+        if isinstance(v, bytes):
+            try:
+                return v.decode()
+            except UnicodeDecodeError:
+                return v
+        if isinstance(v, list):
+            if v and all(type(i) is int and 0 <= i <= 255 for i in v):
+                return v
+            return [norm(i) for i in v]
+        if isinstance(v, tuple):
+            return tuple(norm(i) for i in v)
+        if isinstance(v, dict):
+            return {norm(k): norm(i) for k, i in v.items()}
+        return v
+
+    for level in (None, 6):
+        assert binary_to_term(term_to_binary(value, compressed=level)) == norm(value)
+
+
+def test_unsafe_or_oversized_terms_are_refused() -> None:
+    pid = b"\x83" + b"X" + term_to_binary(Atom("node@host"))[1:] + struct.pack(">III", 1, 2, 3)
+    with pytest.raises(TermError):
+        binary_to_term(pid)
+    with pytest.raises(TermError, match="over the limit"):
+        binary_to_term(term_to_binary("x" * 5000), limit=1000)
+    bomb = term_to_binary("y" * 200_000, compressed=9)
+    assert len(bomb) < 2000
+    with pytest.raises(TermError, match="uncompressed"):
+        binary_to_term(bomb, limit=100_000)
+    with pytest.raises(TermError):
+        binary_to_term(b"\x83\xff garbage")
+    with pytest.raises(TermError):
+        term_to_binary({1, 2})  # a set is no Erlang term
+
+
+def test_recorded_format_reads_elixirs_and_limits() -> None:
+    # What an Elixir worker recorded: base64 without padding of term_to_binary.
+    sample = next(s for s in SAMPLES if s["description"] == "tuple ok")
+    job = Job.new("W", meta={"recorded": True, "return": sample["etf_base64"].rstrip("=")})
+    assert fetch_recorded(job) == (Atom("ok"), "result")
+    assert fetch_recorded(Job.new("W")) is None
+    text = encode({"pdf": "s3://x", "pages": [1, 2]})
+    assert "=" not in text and decode(text) == {"pdf": "s3://x", "pages": [1, 2]}
+    with pytest.raises(RecordedTooLarge):
+        encode(list(range(100_000)), limit=1000)
