@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from . import engine, recorded
-from .term import TermError
+from .pro.options import DEADLINE_EXCEEDED
+from .term import Atom, TermError
 from .engine import Ack
 from .job import Job, to_utc
 from .worker import Cancel, Discard, Error, Snooze, WorkerSpec, lookup
@@ -31,6 +32,8 @@ log = logging.getLogger("oban_bridge.job")
 
 def inspect_term(value: Any) -> str:
     """Elixir's `inspect/1` of the JSON-ish values a Python worker returns."""
+    if isinstance(value, Atom):
+        return str(value).removeprefix("Elixir.") if str(value).startswith("Elixir.") else f":{value}"
     if value is None:
         return "nil"
     if value is True:
@@ -143,30 +146,81 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
         # executor.ex resolve_worker/1: Worker.from_string's error, retried and then discarded.
         exc = RuntimeError(f"unknown worker: {job.worker}")
     else:
+        pro = spec.pro
         try:
             timeout = spec.timeout(job)
+            early = await _pro_gate(pro, job) if pro is not None else None
+            if early is not None:
+                result = early
+                raise _Done
+            run_job = pro.prepare(job) if pro is not None else job
+            remaining = pro.remaining(job) if pro is not None else None
+            if remaining is not None:
+                timeout = remaining if timeout is None else min(timeout, remaining)
             if spec.is_async:
-                call = spec.perform(job)
+                call = spec.perform(run_job)
             else:
                 # Executor threads do not inherit context variables; carry them over so a plain
                 # def worker sees the same `runtime.current()` an async one does.
                 context = contextvars.copy_context()
-                call = asyncio.get_running_loop().run_in_executor(threads, context.run, spec.perform, job)
+                call = asyncio.get_running_loop().run_in_executor(threads, context.run, spec.perform, run_job)
             if timeout is None:
                 result = await call
             else:
                 try:
                     result = await asyncio.wait_for(call, timeout)
                 except TimeoutError:
-                    millis = int(timeout * 1000)
-                    exc = _Timeout(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
+                    if pro is not None and remaining is not None and pro.expired(job):
+                        result = Cancel(DEADLINE_EXCEEDED)  # `force`: stopped at the deadline
+                    else:
+                        millis = int(timeout * 1000)
+                        exc = _Timeout(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
+        except _Done:
+            pass
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
             exc = error
     now = datetime.utcnow()  # noqa: DTZ003 - naive UTC, as the columns
     ack, event = _ack_for(job, spec, result, exc, now)
+    if spec is not None and spec.pro is not None:
+        from .pro.hooks import after_process
+
+        after_process(spec.pro.all_hooks(), event, job, exc if exc is not None else result)
     return Outcome(job, ack, event, time.perf_counter() - started, queue_time)
+
+
+class _Done(Exception):
+    """A Pro gate decided the outcome before `process` ran."""
+
+
+async def _pro_gate(pro: Any, job: Job) -> Any:
+    """Deadline and chain checks before a job runs (pro/deadline.py, pro/chain.py)."""
+    from .pro import chain as chain_mod
+    from .pro.options import CHAIN_HALTED
+
+    if pro.deadline is not None and pro.expired(job):
+        return Cancel(DEADLINE_EXCEEDED)
+    if pro.chain is not None and chain_mod.META_KEY in (job.meta or {}):
+        import orjson
+        from psycopg import sql
+
+        from .runtime import current
+
+        runtime = current()
+        conn = await runtime.connection()
+        try:
+            query = sql.SQL(chain_mod.PREDECESSORS_SQL).format(sql.Identifier(runtime.prefix))
+            cur = await conn.execute(query, [orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode(), job.id])
+            states = {row[0] for row in await cur.fetchall()}
+        finally:
+            await conn.close()
+        decision = chain_mod.decide(pro.chain, states)
+        if decision == "wait":
+            return Snooze(pro.chain.wait)
+        if decision == "halt":
+            return Cancel(CHAIN_HALTED)
+    return None
 
 
 def log_outcome(outcome: Outcome) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from .job import Job
 from .term import TermError, binary_to_term, term_to_binary
 
-DEFAULT_LIMIT = 64_000  # bytes of encoded term
+DEFAULT_LIMIT = 32_000  # bytes after compression and encoding, Pro's default (32kb)
 
 
 class RecordedTooLarge(TermError):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .backoff import default_backoff
 from .errors import ValidationError
 from .job import Job, worker_name
+from .pro.options import ProOptions
 
 W = TypeVar("W")
 
@@ -70,6 +71,7 @@ class WorkerSpec:
     backoff_fn: Callable[[Job], int] | None = None
     timeout_fn: Callable[[Job], float | None] | None = None
     recorded_limit: int | None = None  # bytes; None: return values are not recorded
+    pro: Any = None  # pro.options.ProOptions when any Pro feature is on
 
     def backoff(self, job: Job) -> int:
         if self.backoff_fn is not None:
@@ -87,7 +89,15 @@ class WorkerSpec:
                            ("unique", self.unique), ("replace", self.replace)):
             if value is not None:
                 defaults[key] = value
-        return Job.new(self.name, args, **{**defaults, **opts})
+        merged = {**defaults, **opts}
+        if self.pro is None:
+            if "deadline" in merged:
+                raise ValidationError("deadline", f"worker {self.name} has no deadline option to override")
+            return Job.new(self.name, args, **merged)
+        if args is not None and not isinstance(args, Mapping):
+            raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
+        new_args, merged, seconds = self.pro.on_new(self.name, dict(args or {}), merged)
+        return self.pro.finish_new(Job.new(self.name, new_args, **merged), seconds)  # type: ignore[no-any-return]
 
 
 _registry: dict[str, WorkerSpec] = {}
@@ -147,6 +157,11 @@ def worker(
     backoff: Callable[[Job], int] | None = None,
     timeout: float | timedelta | Callable[[Job], float | None] | None = None,
     recorded: bool | Mapping[str, Any] = False,
+    args_schema: Mapping[str, Any] | None = None,
+    chain: Any = None,
+    deadline: Any = None,
+    hooks: Iterable[Any] = (),
+    encrypted: Mapping[str, Any] | None = None,
 ) -> Callable[[W], W]:
     """Register a Python worker under `name` (default: its dotted Python path)."""
 
@@ -181,6 +196,8 @@ def worker(
             backoff_fn=backoff or _hook(instance, "backoff"),
             timeout_fn=timeout_fn,
             recorded_limit=recorded_limit,
+            pro=ProOptions.build(args_schema=args_schema, chain=chain, deadline=deadline, hooks_=hooks,
+                                 encrypted_=encrypted, instance=instance),
         )
         for key in (registered, *spec.aliases):
             existing = _registry.get(key)
