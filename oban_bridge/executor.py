@@ -155,6 +155,7 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
                 raise _Done
             run_job = pro.prepare(job) if pro is not None else job
             remaining = pro.remaining(job) if pro is not None else None
+            by_deadline = remaining is not None and (timeout is None or remaining <= timeout)
             if remaining is not None:
                 timeout = remaining if timeout is None else min(timeout, remaining)
             if spec.is_async:
@@ -170,7 +171,7 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
                 try:
                     result = await asyncio.wait_for(call, timeout)
                 except TimeoutError:
-                    if pro is not None and remaining is not None and pro.expired(job):
+                    if by_deadline:
                         result = Cancel(DEADLINE_EXCEEDED)  # `force`: stopped at the deadline
                     else:
                         millis = int(timeout * 1000)

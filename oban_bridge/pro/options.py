@@ -55,6 +55,10 @@ class ProOptions:
     def on_new(self, worker: str, args: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int | None]:
         args, opts = hooks.before_new(self.all_hooks(), dict(args), dict(opts))
         seconds = None
+        if "deadline" in opts and self.deadline is None:
+            from ..errors import ValidationError
+
+            raise ValidationError("deadline", f"worker {worker} has no deadline option to override")
         if self.deadline is not None:
             seconds = self.deadline[0]
             if "deadline" in opts:

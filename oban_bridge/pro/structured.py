@@ -79,7 +79,7 @@ class _Invalid(Exception):
     pass
 
 
-def _dump_value(f: Field, value: Any, path: str, errors: list[str]) -> Any:
+def _dump_value(f: Field, value: Any, path: str, errors: list[str], load: bool = False) -> Any:
     t = f.type
     try:
         if t == "id" or t == "integer":
@@ -116,6 +116,10 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str]) -> Any:
                 moment = moment.replace(tzinfo=timezone.utc)
             return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
         if t == "term":
+            if load:  # stored: already base64 of an Erlang term, checked when cast
+                if not isinstance(value, str):
+                    raise _Invalid("is invalid (expected an encoded term)")
+                return value
             return base64.b64encode(term_to_binary(value)).decode()
         if t == "enum":
             if str(value) not in f.values:
@@ -125,15 +129,15 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str]) -> Any:
             if not isinstance(value, list):
                 raise _Invalid("is invalid (expected a list)")
             assert f.of is not None
-            return [_dump_value(f.of, item, f"{path}[{i}]", errors) for i, item in enumerate(value)]
+            return [_dump_value(f.of, item, f"{path}[{i}]", errors, load) for i, item in enumerate(value)]
         if t == "embeds_one":
             if not isinstance(value, dict):
                 raise _Invalid("is invalid (expected a map)")
-            return _dump(f.schema, value, path, errors)
+            return _dump(f.schema, value, path, errors, load)
         if t == "embeds_many":
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise _Invalid("is invalid (expected a list of maps)")
-            return [_dump(f.schema, v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+            return [_dump(f.schema, v, f"{path}[{i}]", errors, load) for i, v in enumerate(value)]
     except _Invalid as exc:
         errors.append(f"{path} {exc}")
     except (ValueError, TypeError) as exc:
@@ -141,7 +145,8 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str]) -> Any:
     return None
 
 
-def _dump(schema: dict[str, Field], values: dict[str, Any], path: str, errors: list[str]) -> dict[str, Any]:
+def _dump(schema: dict[str, Field], values: dict[str, Any], path: str, errors: list[str],
+          load: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, f in schema.items():
         where = f"{path}.{name}" if path else name
@@ -154,16 +159,16 @@ def _dump(schema: dict[str, Field], values: dict[str, Any], path: str, errors: l
                 continue
             else:
                 continue
-        dumped = _dump_value(f, value, where, errors)
+        dumped = _dump_value(f, value, where, errors, load)
         if dumped is not None or value is None:
             out[name] = dumped
     return out
 
 
-def validate(schema: dict[str, Field], args: dict[str, Any]) -> dict[str, Any]:
+def validate(schema: dict[str, Field], args: dict[str, Any], *, load: bool = False) -> dict[str, Any]:
     """The args to store, or one ValidationError naming every bad field."""
     errors: list[str] = []
-    dumped = _dump(schema, args, "", errors)
+    dumped = _dump(schema, args, "", errors, load)
     if errors:
         raise ValidationError("args", "; ".join(errors))
     return dumped
@@ -188,7 +193,7 @@ def _cast_value(f: Field, value: Any) -> Any:
 
 def cast(schema: dict[str, Field], args: dict[str, Any]) -> Args:
     """Stored args (Elixir's or Python's) into `Args`, defaults filled, unknown keys dropped."""
-    dumped = validate(schema, args)
+    dumped = validate(schema, args, load=True)
     out = Args()
     for name, f in schema.items():
         out[name] = _cast_value(f, dumped.get(name)) if name in dumped else None
