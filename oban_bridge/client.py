@@ -142,6 +142,9 @@ class AsyncObanBridge(_Base):
             max_size=self.pool_size,
             kwargs={"autocommit": True},
             configure=_configure_async,
+            # A connection the server dropped (restart, failover) is replaced on checkout rather
+            # than handed to an insert that would then fail.
+            check=AsyncConnectionPool.check_connection,
             open=False,
         )
         try:
@@ -252,6 +255,7 @@ class ObanBridge(_Base):
             max_size=self.pool_size,
             kwargs={"autocommit": True},
             configure=_configure_sync,
+            check=ConnectionPool.check_connection,
             open=False,
         )
         try:

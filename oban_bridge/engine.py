@@ -119,6 +119,12 @@ def rescue_plan(prefix: str, rescue_after: float) -> Plan[list[dict[str, Any]]]:
     return rescued  # type: ignore[no-any-return]
 
 
+def rescue_orphans_plan(prefix: str, grace: float) -> Plan[list[dict[str, Any]]]:
+    now = db_now()
+    rescued = yield Query(prefixed("rescue_orphans", prefix), {"now": now, "before": now - timedelta(seconds=grace)})
+    return rescued  # type: ignore[no-any-return]
+
+
 def elect_plan(prefix: str, name: str, node: str, lease: float) -> Plan[bool]:
     now = db_now()
     params = {"name": name, "node": node, "now": now, "expires_at": now + timedelta(seconds=lease)}

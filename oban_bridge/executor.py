@@ -145,6 +145,11 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
     if spec is None:
         # executor.ex resolve_worker/1: Worker.from_string's error, retried and then discarded.
         exc = RuntimeError(f"unknown worker: {job.worker}")
+    elif not isinstance(job.args, dict) or not isinstance(job.meta, dict):
+        # A row written by hand or by another tool; Ecto could not even load it. Fail the attempt
+        # with a clear error instead of handing the worker something it never expects.
+        which, value = ("args", job.args) if not isinstance(job.args, dict) else ("meta", job.meta)
+        exc = TypeError(f"job {which} must be a JSON object, got {type(value).__name__}")
     else:
         pro = spec.pro
         try:

@@ -57,6 +57,7 @@ class Peer:
     async def _loop(self) -> None:
         conn: psycopg.AsyncConnection[Any] | None = None
         while True:
+            failed = False
             try:
                 if conn is None or conn.closed:
                     conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
@@ -64,11 +65,14 @@ class Peer:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
+                failed = True
                 if conn is not None:
                     await conn.close()
                 conn = None
             # Leaders renew twice per lease; everyone jitters down by up to 10% (Backoff.jitter :dec).
-            base = self.interval / 2 if self.leader else self.interval
+            # After a failed election (database restarting) try again soon: leader-only duties such
+            # as staging retries stop while nobody leads.
+            base = min(1.0, self.interval) if failed else self.interval / 2 if self.leader else self.interval
             wait = base - random.random() * 0.1 * base
             self._elect_now.clear()
             try:

@@ -22,7 +22,7 @@ from psycopg.types.json import set_json_loads
 
 import orjson
 
-from .db import run_async
+from .db import prefixed, run_async
 from .engine import Ack, ack_fetch_plan
 from .executor import Outcome, execute, log_outcome
 from .job import Job
@@ -57,7 +57,9 @@ class Producer:
         self.queue = queue
         self.limit = limit
         self.node = node
-        self.uuid = str(uuid.uuid4())
+        # A version-8 UUID marks the producer as oban_bridge's, so the lifeline can tell when it
+        # is gone (queries/rescue_orphans.sql); Elixir producers use version 4.
+        self.uuid = str(uuid.UUID(int=(uuid.uuid4().int & ~(0xF << 76)) | (0x8 << 76)))
         self.paused = paused
         self.poll_interval = poll_interval
         self.threads = threads
@@ -145,6 +147,7 @@ class Producer:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         set_json_loads(orjson.loads, conn)
+        await conn.execute(prefixed("producer_presence", self.prefix), {"uuid": self.uuid})
         return conn
 
     def _demand(self, acks: int) -> int:

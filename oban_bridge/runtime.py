@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from .executor import Outcome
 from .notifier import Notifier
@@ -114,6 +115,7 @@ class Runtime:
         self.notifier.subscribe("signal", self._on_signal)
         self.notifier.subscribe("leader", self.peer.on_leader_down)
         self._started = False
+        self._plugin_pool: AsyncConnectionPool | None = None
 
     # Context for plugins
     def is_leader(self) -> bool:
@@ -131,11 +133,19 @@ class Runtime:
     async def connection(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
 
+    def plugin_pool(self) -> AsyncConnectionPool:
+        assert self._plugin_pool is not None, "the runtime is not started"
+        return self._plugin_pool
+
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
         _current.set(self)  # copied into every task started below, so into every job
+        self._plugin_pool = AsyncConnectionPool(self.url, min_size=0, max_size=2, open=False,
+                                                kwargs={"autocommit": True}, name="oban-plugins",
+                                                check=AsyncConnectionPool.check_connection)
+        await self._plugin_pool.open(wait=False)
         self.notifier.start()
         self.peer.start()
         for producer in self.producers.values():
@@ -158,6 +168,9 @@ class Runtime:
         await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
         for plugin in self.plugins:
             await plugin.stop()
+        if self._plugin_pool is not None:
+            await self._plugin_pool.close()
+            self._plugin_pool = None
         await self.peer.stop()
         await self.notifier.stop()
         self.threads.shutdown(wait=False, cancel_futures=True)

@@ -74,3 +74,32 @@ class CustomBackoff:
 async def long_sleeper(job: Job) -> None:
     started.set()
     await asyncio.sleep(float(job.args.get("seconds", 30)))
+
+
+_ledger_local = threading.local()
+
+
+@worker("py.Ledger", queue="ledger", max_attempts=5)
+def ledger(job: Job) -> None:
+    """Writes one row per execution, in its own transaction: the exactly-once witness."""
+    import psycopg
+
+    from oban_bridge.runtime import current
+
+    time.sleep(float(job.args.get("sleep", 0)))
+    for attempt in range(2):  # a connection the server dropped is replaced once
+        conn = getattr(_ledger_local, "conn", None)
+        if conn is None or conn.closed:
+            conn = _ledger_local.conn = psycopg.connect(current().url, autocommit=True)
+        try:
+            conn.execute("INSERT INTO ledger (job_id, node) VALUES (%s, %s)", [job.id, (job.attempted_by or ["?"])[0]])
+            return
+        except psycopg.OperationalError:
+            conn.close()
+            if attempt:
+                raise
+
+
+@worker("py.Stubborn", queue="slow")
+def stubborn(job: Job) -> None:
+    time.sleep(float(job.args.get("seconds", 60)))  # ignores every request to stop

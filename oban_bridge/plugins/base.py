@@ -19,6 +19,8 @@ class Context(Protocol):
 
     async def connection(self) -> psycopg.AsyncConnection[Any]: ...
 
+    def plugin_pool(self) -> Any: ...
+
 
 class Plugin:
     """A loop that runs `tick` every `interval` seconds, on the leader only when `leader_only`."""
@@ -46,22 +48,16 @@ class Plugin:
             await asyncio.sleep(self.interval)
 
     async def _loop(self, ctx: Context) -> None:
-        conn: psycopg.AsyncConnection[Any] | None = None
+        """Plugins borrow from one small pool per node rather than hold a connection each."""
         first = True
         while True:
             await self.pause(first)
             first = False
             try:
                 if not self.leader_only or ctx.is_leader():
-                    if conn is None or conn.closed:
-                        conn = await ctx.connection()
-                    await self.tick(ctx, conn)
+                    async with ctx.plugin_pool().connection() as conn:
+                        await self.tick(ctx, conn)
             except asyncio.CancelledError:
-                if conn is not None:
-                    await conn.close()
                 raise
             except Exception as exc:  # noqa: BLE001 - a plugin keeps going, as Oban's do
                 log.warning("%s failed", self.name, extra={"plugin": self.name, "error": str(exc)})
-                if conn is not None:
-                    await conn.close()
-                    conn = None
