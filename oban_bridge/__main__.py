@@ -1,3 +1,5 @@
 from .cli import main
 
-main(prog_name="oban-bridge")
+# Guarded: `start --processes N` spawns children, which import the parent's __main__ again.
+if __name__ == "__main__":
+    main(prog_name="oban-bridge")

@@ -25,6 +25,7 @@ from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
 from .errors import DatabaseUnavailableError, SchemaMissingError
 from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
+from .loop import new_event_loop
 from .plugins.base import Plugin
 from .executor import Outcome
 from .plugins.cron import Cron
@@ -287,7 +288,7 @@ class ObanBridge(_Base):
         run_schema_check = schema.require_plan(self.prefix)
         self._transaction(run_schema_check, None)
         runtime = self._new_runtime()
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop when installed (loop.py)
         ready = threading.Event()
         failure: list[BaseException] = []
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
 import orjson
 
+from .. import loop
 from . import Context, main
 from .enqueue import _json_object
 from .start import import_modules
@@ -58,7 +58,7 @@ def resume_cmd(obj: Context, instance_id: str, event: str, step_ref: str | None,
                                 config_key=config_key, events=_names(events),
                                 context_keys=_names(context_keys) or [], hephaestus_prefix=hephaestus_prefix)
 
-    result = asyncio.run(run())
+    result = loop.run(run())
     job = result.advance_job
     if as_json:
         click.echo(orjson.dumps({

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
 import sys
-import threading
 from typing import Any
 
 import click
 import orjson
 
 from ..errors import ValidationError
+from ..processes import exit_past_stuck_jobs, node_name, parse_processes
+from ..processes import run as run_processes
 from ..runtime import parse_queues
 from ..worker import registry
 from . import Context, main
@@ -62,20 +64,28 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
 @click.option("--cron", "crons", multiple=True, metavar="'EXPR|WORKER[|ARGS]'",
               help="A cron entry run by the leader, e.g. '0 9 * * MON-FRI|MyApp.Report|{\"day\": true}'.")
 @click.option("--timezone", default="Etc/UTC", show_default=True, help="Time zone of the cron entries.")
+@click.option("--processes", "-p", default="1", show_default=True, metavar="N|auto",
+              help="Node processes to run (auto: one per core); each runs every queue at its limit. "
+                   "For CPU-bound jobs, which one Python process runs on one core.")
 @click.pass_obj
 def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
-          grace: float, crons: tuple[str, ...], timezone: str) -> None:
+          grace: float, crons: tuple[str, ...], timezone: str, processes: str) -> None:
     """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
 
     \b
     Examples:
       oban-bridge start --module my_app.jobs --queues badges:10,printing:2
       DATABASE_URL=postgresql://localhost/my_app oban-bridge start -m my_app.jobs -q badges:10
+      oban-bridge start -m my_app.thumbnails -q images:4 --processes auto
     """
     try:
         limits = parse_queues(queues)
     except ValueError as exc:
         raise ValidationError("queues", str(exc)) from None
+    try:
+        count = parse_processes(processes)
+    except ValueError as exc:
+        raise ValidationError("processes", str(exc)) from None
     crontab = [parse_cron_entry(entry) for entry in crons]
     if crontab:
         from ..plugins.cron import Cron
@@ -90,25 +100,34 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     logging.getLogger("oban_bridge").setLevel(logging.INFO)
     if not logging.getLogger().handlers or obj.debug is False:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
-    from ..client import ObanBridge
-
     kwargs: dict[str, Any] = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
     if crontab:
         kwargs.update(crontab=crontab, cron_timezone=timezone)
-    if node:
-        kwargs["node"] = node
     if name:
         kwargs["name"] = name
-    bridge = ObanBridge(obj.database_url, **kwargs)
     click.echo(f"oban-bridge: running {', '.join(f'{q}:{n}' for q, n in limits.items())} "
-               f"with workers {', '.join(sorted(registry()))}", err=True)
-    bridge.run()
-    stuck = [t for t in threading.enumerate() if t.name.startswith("oban-job") and t.is_alive()]
-    if stuck:
-        # A plain-def job that ignores shutdown cannot be killed in Python; its row stays
-        # executing for the lifeline. Do not let it hold the process past the grace period.
-        click.echo(f"oban-bridge: {len(stuck)} job thread(s) still running after the grace period; "
-                   "leaving their jobs to the lifeline", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+               f"with workers {', '.join(sorted(registry()))}"
+               + (f" in {count} processes" if count > 1 else ""), err=True)
+    if count == 1:
+        from ..client import ObanBridge
+
+        ObanBridge(obj.database_url, node=node, **kwargs).run()
+        exit_past_stuck_jobs()
+        return
+    from ..config import Config, default_node
+
+    # Resolve the URL once here: children must share one database, never each start an embedded one.
+    url = Config(database_url=obj.database_url, prefix=obj.prefix).resolved_url()
+    make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
+                             modules=modules, kwargs=kwargs)
+    sys.exit(run_processes(make, count, stop_timeout=grace + 30.0))
+
+
+def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: tuple[str, ...],
+             kwargs: dict[str, Any]) -> Any:
+    """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
+    from ..client import ObanBridge
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    import_modules(modules)
+    return ObanBridge(url, node=node_name(base_node, index, processes), **kwargs)

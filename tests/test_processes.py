@@ -1,0 +1,103 @@
+"""`start --processes N`: one node per process, so CPU-bound jobs use every core; children that
+die are started again, a stop reaches every child, and no job runs twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oban_bridge import Job, ObanBridge
+from oban_bridge.processes import node_name, parse_processes, run
+
+from .test_reliability import ROOT, ledger_counts, ledger_table
+from .test_runtime import count, wait_for
+
+
+@given(st.integers(min_value=1, max_value=10_000))
+def test_processes_accepts_positive_counts(n: int) -> None:
+    assert parse_processes(str(n)) == n == parse_processes(n)
+
+
+@given(st.one_of(st.integers(max_value=0), st.text().filter(lambda t: not t.strip().isdigit()
+                                                            and t.strip().lower() != "auto")))
+def test_processes_rejects_everything_else(value: int | str) -> None:
+    with pytest.raises(ValueError, match="positive integer or 'auto'"):
+        parse_processes(value)
+
+
+def test_auto_is_one_per_core_and_nodes_are_numbered() -> None:
+    assert parse_processes("auto") == parse_processes("AUTO ") == (os.cpu_count() or 1)
+    assert node_name("host", 0, 1) == "host"
+    assert [node_name("host", i, 3) for i in range(3)] == ["host-1", "host-2", "host-3"]
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def spawned_nodes(pid: int) -> set[int]:
+    """The node processes: multiprocessing also starts a resource tracker, which is no node."""
+    return {c for c in children(pid) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+async def test_two_processes_share_the_queue_restart_a_killed_child_and_stop_together(db_url: str) -> None:
+    ledger_table(db_url)
+    with ObanBridge(db_url) as client:
+        client.insert_all([Job.new("py.Ledger", {"sleep": 0.02}, queue="ledger") for _ in range(300)])
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "ledger:5", "--node", "multi",
+         "--processes", "2", "--grace", "5"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 300, timeout=90)
+        with psycopg.connect(db_url) as conn:
+            nodes = {r[0] for r in conn.execute("SELECT DISTINCT attempted_by[1] FROM oban_jobs")}
+        assert nodes == {"multi-1", "multi-2"}
+        first = spawned_nodes(parent.pid)
+        assert len(first) == 2
+        os.kill(min(first), signal.SIGKILL)
+        await wait_for(lambda: len(spawned_nodes(parent.pid) - first) == 1, timeout=30)
+        with ObanBridge(db_url) as client:
+            client.insert_all([Job.new("py.Ledger", {}, queue="ledger") for _ in range(100)])
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 400, timeout=60)
+        survivors = spawned_nodes(parent.pid)
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        code = parent.wait(60)
+    assert code == 0, parent.stderr.read() if parent.stderr else ""
+    assert not any(Path(f"/proc/{pid}").exists() and b"oban" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in survivors)  # the stop reached every child
+    counts = ledger_counts(db_url)
+    assert len(counts) == 400 and set(counts.values()) == {1}
+
+
+def failing_node(index: int) -> ObanBridge:
+    raise RuntimeError("this node cannot start")
+
+
+def test_children_that_keep_failing_to_start_make_the_parent_give_up() -> None:
+    t0 = time.monotonic()
+    assert run(failing_node, 2, backoff=0.01) == 1
+    assert time.monotonic() - t0 < 60
+
+
+def test_cli_rejects_a_bad_process_count() -> None:
+    from click.testing import CliRunner
+
+    from oban_bridge.cli import main
+
+    result = CliRunner().invoke(main, ["--database-url", "postgresql://nowhere/x", "start", "-m", "tests.workers",
+                                       "-q", "ledger:2", "--processes", "0"])
+    assert result.exit_code == 2
+    assert "processes must be a positive integer or 'auto'" in result.output
