@@ -1,6 +1,6 @@
 """Run oban-py (the official Python port, PyPI `oban`, Python >= 3.12) beside oban_bridge.
 
-`run_peer(kind, server_url, params)` finds a Python >= 3.12 (pyenv's, or python3.12/3.13 on
+`run_peer(server_url, params)` finds a Python >= 3.12 (pyenv's, or python3.12/3.13 on
 PATH), makes a virtualenv for it once under ~/.cache/oban_bridge/, installs `oban==0.7.0` there,
 and runs bench/peer_obanpy.py in it on a database of its own (oban-py installs a different schema
 from Elixir's, so it never shares oban_bridge's). Returns the peer's JSON results, or None with the
@@ -83,7 +83,7 @@ def database(server_url: str, name: str) -> str:
     return make_conninfo(server_url, dbname=name)
 
 
-def run_peer(kind: str, server_url: str, params: dict[str, Any], python: str | None = None) -> dict[str, Any] | None:
+def run_peer(server_url: str, params: dict[str, Any], python: str | None = None) -> dict[str, Any] | None:
     interpreter = find_python(python)
     if interpreter is None:
         why = f"{python} is not a Python >= 3.12" if python else "no Python >= 3.12 found (pass --peer-python)"
@@ -94,8 +94,8 @@ def run_peer(kind: str, server_url: str, params: dict[str, Any], python: str | N
         return None
     url = database(server_url, "bench_obanpy")
     out = subprocess.run(
-        [str(exe), str(HERE / "peer_obanpy.py"), kind, url, json.dumps(params)],
-        capture_output=True, text=True, timeout=3600,
+        [str(exe), str(HERE / "peer_obanpy.py"), url, json.dumps(params)],
+        capture_output=True, text=True, timeout=4 * 3600,
     )
     if out.returncode != 0:
         print(f"oban-py: the peer run failed:\n{out.stderr[-2000:]}", file=sys.stderr)

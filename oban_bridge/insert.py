@@ -182,6 +182,7 @@ def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
         now: datetime = reserved["now"]
         stamp = now.isoformat(sep=" ")
         dumps = orjson.dumps
+        aware = now.replace(tzinfo=UTC)  # one shared (immutable) value for the whole batch
         lines = []
         for job, job_id in zip(plain, reserved["ids"], strict=True):
             at = job.scheduled_at
@@ -199,7 +200,7 @@ def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
                 stamp if at is None else to_db_timestamp(at).isoformat(sep=" "),
             )))
             job.id = job_id
-            job.inserted_at = aware = now.replace(tzinfo=UTC)
+            job.inserted_at = aware
             if at is None:
                 job.scheduled_at = aware
         lines.append("")

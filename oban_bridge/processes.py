@@ -8,8 +8,8 @@ producer uuids and presence lock, its own connections — on the same queues. Qu
 node like Oban's `:limit` (a local limit), so N processes run up to N × limit jobs at once.
 
 A child that dies is started again, with backoff; the jobs it was running are rescued by the
-lifeline of the survivors as soon as its presence lock is gone (see plugins/lifeline.py), like an
-Elixir node that crashed. SIGTERM or SIGINT to the parent stops every child gracefully.
+lifeline of the survivors once its presence lock is gone and the orphan grace has passed (see
+plugins/lifeline.py), like an Elixir node that crashed. SIGTERM or SIGINT to the parent stops every child gracefully.
 """
 
 from __future__ import annotations

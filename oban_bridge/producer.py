@@ -105,6 +105,11 @@ class Producer:
         self.paused = False
         self.wake()
 
+    @property
+    def _batch_floor(self) -> int:
+        """The smallest cycle worth a second round trip while one is in flight (see _loop)."""
+        return max(1, self.limit // (4 * self.lanes))
+
     def scale(self, limit: int) -> None:
         if limit >= 1:
             self.limit = limit
@@ -179,6 +184,11 @@ class Producer:
             while idle:
                 acks, demand = self._pending, self._demand(len(self._pending))
                 if not acks and demand == 0:
+                    break
+                if len(idle) < self.lanes and len(acks) + demand < self._batch_floor:
+                    # A cycle is in flight and will wake us when it returns: let a few more acks
+                    # gather rather than spend a round trip on one or two. Slots still free only
+                    # when their acks commit, so this costs latency, never safety.
                     break
                 self._pending = []
                 lane = idle.pop()
