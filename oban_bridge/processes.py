@@ -57,9 +57,24 @@ def node_name(base: str, index: int, processes: int) -> str:
 
 def run_node(make_node: Callable[[int], ObanBridge], index: int) -> None:
     """The body of one child: build the node, run it until SIGTERM/SIGINT, leave."""
+    watch_parent()
     bridge = make_node(index)
     bridge.run()
     exit_past_stuck_jobs()
+
+
+def watch_parent(interval: float = 1.0) -> None:
+    """A parent killed with SIGKILL cannot stop its children: each child stops itself gracefully
+    (SIGTERM to itself, as `run` would have sent) once it has been orphaned, rather than run on
+    as a node nobody supervises."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="oban-bridge-parent-watch", daemon=True).start()
 
 
 def exit_past_stuck_jobs() -> None:

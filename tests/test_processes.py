@@ -3,6 +3,7 @@ die are started again, a stop reaches every child, and no job runs twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -101,3 +102,26 @@ def test_cli_rejects_a_bad_process_count() -> None:
                                        "-q", "ledger:2", "--processes", "0"])
     assert result.exit_code == 2
     assert "processes must be a positive integer or 'auto'" in result.output
+
+
+async def test_children_stop_themselves_when_the_parent_is_killed(db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "ledger:2", "--node", "orphan",
+         "--processes", "2", "--grace", "2"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: len(spawned_nodes(parent.pid)) == 2, timeout=30)
+        nodes = spawned_nodes(parent.pid)
+        await asyncio.sleep(1.0)  # let the nodes reach their running state
+    finally:
+        parent.kill()
+        parent.wait(10)
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    await wait_for(lambda: not any(alive(pid) for pid in nodes), timeout=30)
