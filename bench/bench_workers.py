@@ -4,6 +4,7 @@ PYTHONPATH). They keep no state: anything kept per job would show up as growth i
 from __future__ import annotations
 
 import orjson
+from common import burn
 
 from oban_bridge import Job, worker
 
@@ -18,14 +19,6 @@ async def steady(job: Job) -> dict[str, int]:
     """A little of what real jobs do: read the args, build a result, encode it."""
     payload = {"i": int(job.args.get("i", 0)), "words": [f"w{n}" for n in range(20)]}
     return {"bytes": len(orjson.dumps(payload))}
-
-
-def burn(units: int) -> int:
-    """Pure-Python arithmetic: holds the GIL the whole time, like most CPU-bound Python."""
-    total = 0
-    for n in range(units):
-        total = (total + n * n) % 1_000_003
-    return total
 
 
 @worker("bench.Cpu", queue="cpu")

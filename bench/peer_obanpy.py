@@ -12,11 +12,12 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from oban import Oban, worker
 from oban.schema import install
 from psycopg_pool import AsyncConnectionPool
+
+from common import burn, rss_mib  # bench/common.py: this script's directory is on sys.path
 
 started_at: dict[int, float] = {}
 
@@ -31,13 +32,6 @@ class Noop:
 class Latency:
     async def process(self, job):  # noqa: ANN001, ANN201
         started_at[job.id] = time.perf_counter()
-
-
-def burn(units: int) -> int:  # the same arithmetic as bench/bench_workers.py
-    total = 0
-    for n in range(units):
-        total = (total + n * n) % 1_000_003
-    return total
 
 
 @worker(queue="cpu")
@@ -125,13 +119,6 @@ async def latency(pool: AsyncConnectionPool, samples: int) -> list[float]:
             await asyncio.sleep(0.005)
     gaps.sort()
     return [statistics.median(gaps) * 1000, gaps[int(len(gaps) * 0.99) - 1] * 1000]
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def rss(pool: AsyncConnectionPool, jobs: int, batch: int, limit: int) -> dict:

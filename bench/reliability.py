@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from oban_bridge import Job, ObanBridge  # noqa: E402
+from common import rss_mib  # noqa: E402
 from peer import database, server_url  # noqa: E402
 
 
@@ -45,13 +46,6 @@ def scalar(url: str, query: str) -> int:
 
 # Jobs not yet finished; completed rows cannot be counted directly, the Pruner deletes them.
 BACKLOG = "SELECT count(*) FROM oban_jobs WHERE state NOT IN ('completed', 'discarded', 'cancelled')"
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def exactly_once(url: str, jobs: int, processes: int, limit: int) -> None:
@@ -86,8 +80,8 @@ def soak(url: str, minutes: float, rate: int) -> None:
     proc = node(url, "steady:20", "soak", module="bench_workers")
     with psycopg.connect(url, autocommit=True) as conn:
         time.sleep(2)
-    start_rss = rss_kb(proc.pid)
-    print(f"soak: {minutes} min at ~{rate} jobs/s; RSS at start {start_rss / 1024:.1f} MiB")
+    start_rss = rss_mib(proc.pid)
+    print(f"soak: {minutes} min at ~{rate} jobs/s; RSS at start {start_rss:.1f} MiB")
     t0 = time.monotonic()
     sent = 0
     next_report = 60.0
@@ -99,17 +93,17 @@ def soak(url: str, minutes: float, rate: int) -> None:
                 sent += rate
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - t0) % 1.0))
                 if time.monotonic() - t0 >= next_report:
-                    print(f"  {next_report / 60:.0f} min: RSS {rss_kb(proc.pid) / 1024:.1f} MiB, "
+                    print(f"  {next_report / 60:.0f} min: RSS {rss_mib(proc.pid):.1f} MiB, "
                           f"{sent - scalar(url, BACKLOG):,} of {sent:,} processed")
                     next_report += 60
         time.sleep(3)
-        end_rss = rss_kb(proc.pid)
+        end_rss = rss_mib(proc.pid)
         done = sent - scalar(url, BACKLOG)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    print(f"  sent {sent:,}, completed {done:,}; RSS end {end_rss / 1024:.1f} MiB "
-          f"({(end_rss - start_rss) / max(start_rss, 1):+.1%} from start)")
+    print(f"  sent {sent:,}, completed {done:,}; RSS end {end_rss:.1f} MiB "
+          f"({(end_rss - start_rss) / max(start_rss, 1e-9):+.1%} from start)")
 
 
 def main() -> None:

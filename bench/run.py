@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_workers import noop  # noqa: E402, F401  (registers bench.Noop)
+from common import rss_mib  # noqa: E402
 
 from oban_bridge import AsyncObanBridge, Job, worker  # noqa: E402
 from oban_bridge import loop as event_loop  # noqa: E402
@@ -180,13 +181,6 @@ async def bridge_latency(url: str, samples: int) -> list[float]:
 
 # rss -----------------------------------------------------------------------------------------------
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def rss_child(url: str, jobs: int, batch: int) -> dict[str, float]:
     """Runs in a fresh process (`--rss-child`): a node with its default plugins at limit 100."""
     await reset(url)
@@ -259,18 +253,17 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
 
 async def measure_bridge(url: str, p: dict[str, Any]) -> dict[str, Any]:
     r: dict[str, Any] = {}
-    best = lambda xs: max(xs)  # noqa: E731
     if "insert" in p["measures"]:
         runs = [await bridge_insert(url, p["insert_jobs"]) for _ in range(p["insert_repeat"])]
-        r["insert"], r["insert_call"] = best(x[0] for x in runs), best(x[1] for x in runs)
+        r["insert"], r["insert_call"] = max(x[0] for x in runs), max(x[1] for x in runs)
     if "throughput" in p["measures"]:
         for limit in p["limits"]:
-            r[f"throughput {limit}"] = best([await bridge_drain(url, p["jobs"], {"bench": limit})
+            r[f"throughput {limit}"] = max([await bridge_drain(url, p["jobs"], {"bench": limit})
                                              for _ in range(p["repeat"])])
             r[f"raw {limit}"] = await raw_ceiling(url, p["jobs"], {"bench": limit}, p["repeat"])
     if "queues" in p["measures"]:
         queues = {f"q{n}": p["queue_limit"] for n in range(4)}
-        r["queues"] = best([await bridge_drain(url, p["jobs"], queues) for _ in range(p["repeat"])])
+        r["queues"] = max([await bridge_drain(url, p["jobs"], queues) for _ in range(p["repeat"])])
         r["raw queues"] = await raw_ceiling(url, p["jobs"], queues, p["repeat"])
     if "latency" in p["measures"]:
         r["latency"] = await bridge_latency(url, p["latency_samples"])
