@@ -89,6 +89,18 @@ def encode_json(value: Any, name: str) -> bytes:
     return data
 
 
+def _as_dict(value: Mapping[str, Any] | None, field_name: str) -> dict[str, Any]:
+    """args/meta: None is empty, a dict is kept as is (the JSON round trip copies it), any other
+    Mapping becomes a dict, and anything else is rejected."""
+    if value is None:
+        return {}
+    if type(value) is dict:
+        return value
+    if not isinstance(value, Mapping):
+        raise ValidationError(field_name, f"expected a JSON object (a mapping), got {type(value).__name__}")
+    return dict(value)
+
+
 def _check_name(value: Any, field_name: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(field_name, f"expected a string, got {type(value).__name__}")
@@ -174,18 +186,8 @@ class Job:
     ) -> Job:
         """Build a validated job ready for `insert`, like `Oban.Job.new(args, opts)`."""
         name = _check_name(worker_name(worker), "worker")
-        if args is None:
-            args = {}
-        elif type(args) is not dict:
-            if not isinstance(args, Mapping):
-                raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
-            args = dict(args)
-        if meta is None:
-            meta = {}
-        elif type(meta) is not dict:
-            if not isinstance(meta, Mapping):
-                raise ValidationError("meta", f"expected a JSON object (a mapping), got {type(meta).__name__}")
-            meta = dict(meta)
+        args = _as_dict(args, "args")
+        meta = _as_dict(meta, "meta")
         # Round-trip through JSON: rejects what cannot be stored, and gives the job its own copy
         # (Elixir maps are immutable; a caller's later mutation must not change a built job).
         args_dict = orjson.loads(encode_json(args, "args"))
