@@ -1,7 +1,7 @@
 """Where the database is and which Oban instance we are, resolved once.
 
 The URL comes from the caller, then `DATABASE_URL`; with neither, the embedded PostgreSQL
-(`pgserver`) is started in a per-user data directory (see `embedded.py`).
+(PostgreSQL 16 from a wheel) is started in a per-user data directory (see `embedded.py`).
 """
 
 from __future__ import annotations

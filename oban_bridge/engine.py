@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -18,8 +18,9 @@ from .job import Job
 
 
 def db_now() -> datetime:
-    """Oban stamps attempts and outcomes with the node's clock, in naive UTC."""
-    return datetime.utcnow()  # noqa: DTZ003 - the column is timestamp without time zone
+    """Oban stamps attempts and outcomes with the node's clock, in naive UTC (the columns are
+    timestamp without time zone). Not `utcnow()`: deprecated since Python 3.12."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(slots=True)

@@ -137,7 +137,7 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
     """Run `job` to an outcome. Never raises, except when the task itself is cancelled (a
     `pkill`), in which case nothing is acked: whoever cancelled the job already wrote its state."""
     started = time.perf_counter()
-    attempted = job.attempted_at or to_utc(datetime.utcnow())  # noqa: DTZ003
+    attempted = job.attempted_at or to_utc(engine.db_now())
     queue_time = max(0.0, (attempted - (job.scheduled_at or attempted)).total_seconds())
     spec = resolve(job.worker)
     result: Any = None
@@ -187,7 +187,7 @@ async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSp
             raise
         except Exception as error:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
             exc = error
-    now = datetime.utcnow()  # noqa: DTZ003 - naive UTC, as the columns
+    now = engine.db_now()
     ack, event = _ack_for(job, spec, result, exc, now)
     if spec is not None and spec.pro is not None:
         from .pro.hooks import after_process

@@ -1,7 +1,7 @@
 """PostgreSQL for the tests — a real server, never a mock.
 
 Order: OBAN_BRIDGE_TEST_DATABASE_URL if set; else a testcontainers PostgreSQL when a Docker engine
-answers; else the embedded server (pgserver) in a temporary directory. Each test gets a database
+answers; else the embedded server (oban_bridge.embedded) in a temporary directory. Each test gets a database
 of its own, cloned from a template that already holds Oban's v14 schema.
 """
 
@@ -59,15 +59,15 @@ def server_url() -> Iterator[str]:
         with PostgresContainer("postgres:15", driver=None) as pg:
             yield pg.get_connection_url()
         return
-    import pgserver
+    from oban_bridge import embedded
 
     # A short path: the server's unix socket lives in the data directory.
-    root = tempfile.mkdtemp(prefix="obt", dir="/tmp")
-    server = pgserver.get_server(root, cleanup_mode="delete")
+    root = Path(tempfile.mkdtemp(prefix="obt", dir="/tmp"))
+    server = embedded.start(root / "pgdata", announce=False)
     try:
-        yield str(server.get_uri())
+        yield server.uri
     finally:
-        server.cleanup()
+        server.release()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -96,12 +96,12 @@ async def test_postgres_restart_under_load() -> None:
     """A dedicated embedded server is stopped (fast shutdown) and started again while a node runs
     jobs: producers and the notifier reconnect, inserts during the outage fail loudly, and every
     job completes."""
-    import pgserver
+    from oban_bridge import embedded
 
-    root = tempfile.mkdtemp(prefix="obr", dir="/tmp")
-    server = pgserver.get_server(root, cleanup_mode="delete")
+    root = Path(tempfile.mkdtemp(prefix="obr", dir="/tmp"))
+    server = embedded.start(root / "pgdata", announce=False)
     try:
-        url = server.get_uri()
+        url = server.uri
         with ObanBridge(url) as client:
             client.migrate()
         ledger_table(url)
@@ -110,12 +110,13 @@ async def test_postgres_restart_under_load() -> None:
         async with AsyncObanBridge(url, queues={"ledger": 5}, poll_interval=0.2,
                                    plugins=[Stager(interval=0.2), Lifeline(orphan_grace=10, interval=0.5)]) as oban:
             await wait_for(lambda: count(url, "state = 'completed'") >= 30, timeout=30)
-            os.kill(server.get_pid(), signal.SIGINT)  # fast shutdown: every connection drops
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGINT)  # fast shutdown: every connection drops
             await asyncio.sleep(1.0)
             with pytest.raises((DatabaseUnavailableError, psycopg.OperationalError)):
                 async with AsyncObanBridge(url) as during:
                     await during.insert(Job.new("py.Ledger", {}, queue="ledger"))
-            server.ensure_postgres_running()
+            server.ensure_running()
             restarted = time.monotonic()
             await wait_for(lambda: count(url, "state = 'completed'") == 300, timeout=90)
             print(f"recovered in {time.monotonic() - restarted:.1f}s")
@@ -128,7 +129,7 @@ async def test_postgres_restart_under_load() -> None:
         # live node's job is taken from it: at most the ones in flight at the shutdown re-ran.
         assert sum(counts.values()) - 301 <= 5
     finally:
-        server.cleanup()
+        server.release()
         shutil.rmtree(root, ignore_errors=True)
 
 
