@@ -229,6 +229,10 @@ class EmbeddedServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             with self._transition() as lock_fd:
                 self._owner = _run_as(self.data_dir)
+                if self._owner is not None:
+                    # The server's user must reach the programs: a venv under /root or a mktemp
+                    # directory (0700) is closed to it.
+                    _open_path_to_user(self.binaries.bin_dir)
                 self._ensure_cluster(lock_fd)
                 fd = os.open(self.data_dir / USERS_FILE, os.O_RDWR | os.O_CREAT, 0o600)
                 self._users_fd = fd
@@ -331,8 +335,6 @@ class EmbeddedServer:
         if self._running():
             return False
         socket_dir = self._socket_dir()
-        if self._owner is not None:
-            _open_path_to_user(self.binaries.bin_dir)
         # Relative paths: pg_ctl hands -D and -l to a shell. The socket is the only way in (no TCP),
         # and only its owner (and root) may connect: trust auth makes it the superuser's door.
         options = (f"-c listen_addresses='' -c unix_socket_permissions=0700 -p {PORT} "
