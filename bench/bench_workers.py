@@ -24,3 +24,9 @@ async def steady(job: Job) -> dict[str, int]:
 @worker("bench.Cpu", queue="cpu")
 def cpu(job: Job) -> None:
     burn(int(job.args.get("units", 20_000)))
+
+
+@worker("bench.NoopDef", queue="bench")
+def noop_def(job: Job) -> None:
+    """The no-op as most Python jobs are written: a plain def, run on a job thread."""
+    return None

@@ -5,6 +5,7 @@ from .config import Config
 from .errors import (
     DatabaseUnavailableError,
     ForeignSchemaError,
+    JobCancelledError,
     ObanBridgeError,
     SchemaError,
     SchemaMissingError,
@@ -25,6 +26,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "ForeignSchemaError",
     "Job",
+    "JobCancelledError",
     "ObanBridge",
     "ObanBridgeError",
     "SchemaError",

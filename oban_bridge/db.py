@@ -124,9 +124,20 @@ def load_query(name: str) -> str:
 _query_cache: dict[str, sql.SQL] = {}
 
 
+_composed_cache: dict[tuple[str, str], sql.Composed] = {}
+
+
 def prefixed(name: str, prefix: str, **extra: sql.Composable) -> sql.Composed:
-    """A query from `queries/` with `{prefix}` bound to the quoted schema identifier."""
+    """A query from `queries/` with `{prefix}` bound to the quoted schema identifier. Without
+    extra parts the result is kept: composing costs ~20 µs, and producers send one every cycle."""
+    if not extra:
+        composed = _composed_cache.get((name, prefix))
+        if composed is not None:
+            return composed
     template = _query_cache.get(name)
     if template is None:
         template = _query_cache[name] = sql.SQL(load_query(name))
-    return template.format(prefix=sql.Identifier(prefix), **extra)
+    composed = template.format(prefix=sql.Identifier(prefix), **extra)
+    if not extra and len(_composed_cache) < 1024:
+        _composed_cache[(name, prefix)] = composed
+    return composed

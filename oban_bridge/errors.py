@@ -41,3 +41,15 @@ class ForeignSchemaError(SchemaError):
 
 class DatabaseUnavailableError(ObanBridgeError):
     """The PostgreSQL server could not be reached."""
+
+
+class JobCancelledError(ObanBridgeError):
+    """Raised by `job.check_cancelled()` once the node asked the job to stop.
+
+    `reason` is `timeout`, `deadline`, `pkill` (cancelled from Oban Web or the CLI) or `shutdown`.
+    Whatever the job does then, its outcome is the one Elixir records for that reason: a timeout
+    error, a deadline or pkill cancel, or nothing at shutdown (the lifeline rescues the job)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the job was asked to stop ({reason})")

@@ -9,13 +9,11 @@ shows Elixir ones: `** (Oban.PerformError) W failed with {:error, "reason"}`, or
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 import traceback
 from pathlib import Path
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +22,7 @@ from . import engine, recorded
 from .pro.options import DEADLINE_EXCEEDED
 from .term import Atom, TermError
 from .engine import Ack
-from .job import Job, to_utc
+from .job import Job
 from .worker import Cancel, Discard, Error, Snooze, WorkerSpec, lookup
 
 log = logging.getLogger("oban_bridge.job")
@@ -95,7 +93,7 @@ class Outcome:
 def _ack_for(job: Job, spec: WorkerSpec | None, result: Any, exc: BaseException | None,
              now: datetime) -> tuple[Ack, str]:
     if exc is not None:
-        text = format_exception(exc) if not isinstance(exc, _Timeout) else exc.text
+        text = exc.text if isinstance(exc, FormattedError) else format_exception(exc)
         return _failure(job, spec, text, now)
     if isinstance(result, Snooze):
         return engine.snooze(job, now, result.seconds), "snoozed"
@@ -127,100 +125,102 @@ def _failure(job: Job, spec: WorkerSpec | None, text: str, now: datetime) -> tup
     return ack, "exhausted" if ack.state == "discarded" else "failure"
 
 
-class _Timeout(Exception):
+class FormattedError(Exception):
+    """A failure whose `errors` text is already written (a timeout, an isolated child's error)."""
+
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
 
 
-async def execute(job: Job, threads: Executor, resolve: Callable[[str], WorkerSpec | None] = lookup) -> Outcome:
-    """Run `job` to an outcome. Never raises, except when the task itself is cancelled (a
-    `pkill`), in which case nothing is acked: whoever cancelled the job already wrote its state."""
-    started = time.perf_counter()
-    attempted = job.attempted_at or to_utc(engine.db_now())
-    queue_time = max(0.0, (attempted - (job.scheduled_at or attempted)).total_seconds())
+@dataclass(slots=True, eq=False)
+class Attempt:
+    """One run of one job, from dispatch until its outcome is handed to the producer.
+
+    The producer keeps it in its running set, holding a slot, until the outcome has committed.
+    `stop` is why the job was asked to stop: a job thread cannot be killed, so for plain `def`
+    jobs the request only sets `job.cancelled`, and the outcome the job gets when it really returns
+    is the one Elixir writes for a process killed for that reason."""
+
+    job: Job
+    spec: WorkerSpec | None
+    started: float
+    run_job: Job  # what `process` sees (Pro: decrypted, cast, hooked)
+    timeout: float | None = None
+    by_deadline: bool = False
+    stop: str | None = None  # timeout | deadline | pkill | shutdown
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+    child: Any = None  # isolation.Child while an isolated job runs in one
+    finished: bool = False
+
+    def request_stop(self, reason: str) -> bool:
+        """Ask the job to stop. A shutdown overrides an earlier reason (nothing is written for a
+        job left running at shutdown); otherwise the first reason stands."""
+        if self.finished or (self.stop is not None and reason != "shutdown"):
+            return False
+        self.stop = reason
+        self.job.stop_requested = self.run_job.stop_requested = reason
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+        if self.child is not None:
+            self.child.kill()
+        return True
+
+
+def begin(job: Job, resolve: Callable[[str], WorkerSpec | None] = lookup) -> tuple[Attempt, BaseException | None]:
+    """The attempt, and the error that fails it before any code runs, if there is one."""
     spec = resolve(job.worker)
-    result: Any = None
-    exc: BaseException | None = None
+    attempt = Attempt(job, spec, time.perf_counter(), job)
     if spec is None:
         # executor.ex resolve_worker/1: Worker.from_string's error, retried and then discarded.
-        exc = RuntimeError(f"unknown worker: {job.worker}")
-    elif not isinstance(job.args, dict) or not isinstance(job.meta, dict):
+        return attempt, RuntimeError(f"unknown worker: {job.worker}")
+    if not isinstance(job.args, dict) or not isinstance(job.meta, dict):
         # A row written by hand or by another tool; Ecto could not even load it. Fail the attempt
         # with a clear error instead of handing the worker something it never expects.
         which, value = ("args", job.args) if not isinstance(job.args, dict) else ("meta", job.meta)
-        exc = TypeError(f"job {which} must be a JSON object, got {type(value).__name__}")
-    else:
-        pro = spec.pro
-        try:
-            timeout = spec.timeout(job)
-            early = await _pro_gate(pro, job) if pro is not None else None
-            if early is not None:
-                result = early
-                raise _Done
-            run_job = pro.prepare(job) if pro is not None else job
-            remaining = pro.remaining(job) if pro is not None else None
-            by_deadline = remaining is not None and (timeout is None or remaining <= timeout)
-            if remaining is not None:
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            if spec.is_async:
-                call = spec.perform(run_job)
-            else:
-                # Executor threads do not inherit context variables; carry them over so a plain
-                # def worker sees the same `runtime.current()` an async one does.
-                context = contextvars.copy_context()
-                call = asyncio.get_running_loop().run_in_executor(threads, context.run, spec.perform, run_job)
-            if timeout is None:
-                result = await call
-            else:
-                try:
-                    result = await asyncio.wait_for(call, timeout)
-                except TimeoutError:
-                    if by_deadline:
-                        result = Cancel(DEADLINE_EXCEEDED)  # `force`: stopped at the deadline
-                    else:
-                        millis = int(timeout * 1000)
-                        exc = _Timeout(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
-        except _Done:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
-            exc = error
-    now = engine.db_now()
-    ack, event = _ack_for(job, spec, result, exc, now)
-    if spec is not None and spec.pro is not None:
-        from .pro.hooks import after_process
-
-        after_process(spec.pro.all_hooks(), event, job, exc if exc is not None else result)
-    return Outcome(job, ack, event, time.perf_counter() - started, queue_time)
+        return attempt, TypeError(f"job {which} must be a JSON object, got {type(value).__name__}")
+    return attempt, None
 
 
-class _Done(Exception):
-    """A Pro gate decided the outcome before `process` ran."""
+def prepare(attempt: Attempt) -> None:
+    """The job `process` sees and the time it has (the worker's timeout, or a forced deadline's
+    remaining time when sooner). May raise: a failed attempt, as a raise inside `process` is."""
+    spec, job = attempt.spec, attempt.job
+    assert spec is not None
+    timeout = spec.timeout(job)
+    pro = spec.pro
+    if pro is not None:
+        attempt.run_job = pro.prepare(job)
+        remaining = pro.remaining(job)
+        if remaining is not None and (timeout is None or remaining <= timeout):
+            attempt.by_deadline = True
+            timeout = remaining
+    attempt.timeout = timeout
 
 
-async def _pro_gate(pro: Any, job: Job) -> Any:
-    """Deadline and chain checks before a job runs (pro/deadline.py, pro/chain.py)."""
+async def gate(attempt: Attempt, pool: Any, prefix: str) -> Any:
+    """Deadline and chain checks before a Pro job runs (pro/deadline.py, pro/chain.py): the
+    result to record instead of running it, or None to run it."""
     from .pro import chain as chain_mod
     from .pro.options import CHAIN_HALTED
 
+    assert attempt.spec is not None
+    pro, job = attempt.spec.pro, attempt.job
     if pro.deadline is not None and pro.expired(job):
         return Cancel(DEADLINE_EXCEEDED)
     if pro.chain is not None and chain_mod.META_KEY in (job.meta or {}):
         import orjson
-        from psycopg import sql
 
-        from .runtime import current
+        from .db import prefixed
 
-        runtime = current()
-        conn = await runtime.connection()
-        try:
-            query = sql.SQL(chain_mod.PREDECESSORS_SQL).format(sql.Identifier(runtime.prefix))
-            cur = await conn.execute(query, [orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode(), job.id])
+        partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
+        async with pool.connection() as conn:
+            cur = await conn.execute(prefixed("chain_predecessors", prefix), {"partition": partition, "id": job.id})
             states = {row[0] for row in await cur.fetchall()}
-        finally:
-            await conn.close()
         decision = chain_mod.decide(pro.chain, states)
         if decision == "wait":
             return Snooze(pro.chain.wait)
@@ -229,10 +229,46 @@ async def _pro_gate(pro: Any, job: Job) -> Any:
     return None
 
 
+def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome | None:
+    """What to write for a finished attempt, or None when nothing may be written (left running at
+    shutdown: the row stays `executing` for the lifeline, as Elixir leaves it)."""
+    attempt.finished = True
+    if attempt.timer is not None:
+        attempt.timer.cancel()
+        attempt.timer = None
+    job, spec, stop = attempt.job, attempt.spec, attempt.stop
+    if stop == "shutdown":
+        return None
+    now = engine.db_now()
+    if stop == "pkill":
+        # producer.ex handle_info(:DOWN, … :shutdown): {:cancel, :shutdown}, written by
+        # basic.ex cancel_job/2 with the error appended (the job carries an unsaved error).
+        ack, event = engine.cancel(job, now, perform_error(job.worker, "cancel", Atom("shutdown"))), "cancelled"
+        result, exc = Cancel(Atom("shutdown")), None
+    else:
+        if stop == "deadline":
+            result, exc = Cancel(DEADLINE_EXCEEDED), None  # `force`: stopped at the deadline
+        elif stop == "timeout":
+            millis = int((attempt.timeout or 0) * 1000)
+            result, exc = None, FormattedError(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
+        ack, event = _ack_for(job, spec, result, exc, now)
+    if spec is not None and spec.pro is not None:
+        from .pro.hooks import after_process
+
+        after_process(spec.pro.all_hooks(), event, attempt.run_job, exc if exc is not None else result)
+    duration = time.perf_counter() - attempt.started
+    attempted = job.attempted_at
+    queue_time = 0.0 if attempted is None or job.scheduled_at is None else \
+        max(0.0, (attempted - job.scheduled_at).total_seconds())
+    return Outcome(job, ack, event, duration, queue_time)
+
+
 def log_outcome(outcome: Outcome) -> None:
     """One structured record per job event (fields as attributes, for JSON log formatters)."""
     job = outcome.job
-    level = logging.INFO if outcome.event in ("success", "snoozed") else logging.WARNING
+    # Elixir logs nothing per job unless asked: routine outcomes are DEBUG, so a busy node's log
+    # stays readable and costs nothing; failures, cancels and discards stay at WARNING.
+    level = logging.DEBUG if outcome.event in ("success", "snoozed") else logging.WARNING
     if log.isEnabledFor(level):
         log.log(
             level,

@@ -166,6 +166,23 @@ class Job:
     unique: Unique | None = None
     replace: Replace | None = None
     changes: frozenset[str] = frozenset()
+    # Set by the node running the job when it asks the job to stop (timeout, deadline, pkill,
+    # shutdown): a plain-def job cannot be killed, so it should look here and return.
+    stop_requested: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the node asked this job to stop (its timeout passed, it was cancelled from Oban
+        Web or the CLI, or the node is shutting down). Long `def` jobs should check it and return:
+        Python cannot kill a thread, so the job keeps its slot until it does."""
+        return self.stop_requested is not None
+
+    def check_cancelled(self) -> None:
+        """Raise `JobCancelledError` if the node asked this job to stop (see `cancelled`)."""
+        if self.stop_requested is not None:
+            from .errors import JobCancelledError
+
+            raise JobCancelledError(self.stop_requested)
 
     @classmethod
     def new(
@@ -253,20 +270,16 @@ class Job:
 
     @classmethod
     def from_tuple(cls, row: tuple[Any, ...]) -> Job:
-        """A row in `COLUMNS` order (the producer's fetch): the hot path, so no dict and no
-        helper calls. psycopg returns `timestamp` columns naive; they hold UTC."""
+        """A row in `COLUMNS` order (the producer's fetch, queries/ack_fetch_jobs.sql): the hot
+        path, so no dict and no helper calls; its timestamps already arrive aware, in UTC."""
         (id_, state, queue, worker, args, errors, attempt, max_attempts, inserted_at, scheduled_at,
          attempted_at, completed_at, attempted_by, discarded_at, priority, tags, meta, cancelled_at) = row
         return cls(
             worker=worker, args=args, queue=queue, state=state, meta=meta or {}, tags=tags or [],
             priority=priority, max_attempts=max_attempts, attempt=attempt, errors=errors or [],
-            attempted_by=attempted_by, id=id_,
-            inserted_at=None if inserted_at is None else inserted_at.replace(tzinfo=UTC),
-            scheduled_at=None if scheduled_at is None else scheduled_at.replace(tzinfo=UTC),
-            attempted_at=None if attempted_at is None else attempted_at.replace(tzinfo=UTC),
-            completed_at=None if completed_at is None else completed_at.replace(tzinfo=UTC),
-            discarded_at=None if discarded_at is None else discarded_at.replace(tzinfo=UTC),
-            cancelled_at=None if cancelled_at is None else cancelled_at.replace(tzinfo=UTC),
+            attempted_by=attempted_by, id=id_, inserted_at=inserted_at, scheduled_at=scheduled_at,
+            attempted_at=attempted_at, completed_at=completed_at, discarded_at=discarded_at,
+            cancelled_at=cancelled_at,
         )
 
     @classmethod

@@ -33,10 +33,12 @@ class Peer:
         self.interval = interval
         self.leader = False
         self._task: asyncio.Task[None] | None = None
+        self._pool: Any = None
         self._elect_now = asyncio.Event()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="oban-peer")
+    def start(self, pool: Any) -> None:
+        self._pool = pool
+        self._task = asyncio.create_task(self._loop(pool), name="oban-peer")
 
     def on_leader_down(self, message: dict[str, Any]) -> None:
         if message.get("down") == self.name:
@@ -54,21 +56,18 @@ class Peer:
             raise
         return self.leader
 
-    async def _loop(self) -> None:
-        conn: psycopg.AsyncConnection[Any] | None = None
+    async def _loop(self, pool: Any) -> None:
+        """Elections borrow from the node's small plugin pool: a lease renewed every 15 s does not
+        need a connection of its own."""
         while True:
             failed = False
             try:
-                if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                await self.elect(conn)
+                async with pool.connection() as conn:
+                    await self.elect(conn)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
                 failed = True
-                if conn is not None:
-                    await conn.close()
-                conn = None
             # Leaders renew twice per lease; everyone jitters down by up to 10% (Backoff.jitter :dec).
             # After a failed election (database restarting) try again soon: leader-only duties such
             # as staging retries stop while nobody leads.
@@ -85,10 +84,10 @@ class Peer:
         self._task = None
         if self.leader:
             try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                async with self._pool.connection() as conn:
                     async with conn.transaction():
                         await run_async(conn, resign_plan(self.prefix, self.name, self.node))
                         await notify(conn, self.prefix, "leader", [{"down": self.name}])
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 log.warning("could not resign leadership", extra={"error": str(exc)})
             self.leader = False

@@ -1,31 +1,48 @@
 """One producer per queue (lib/oban/queue/producer.ex): demand, dispatch, pause/resume/scale,
 pkill, graceful stop.
 
-Each cycle is a single statement that records the outcomes of finished jobs and fetches work for
-the slots they free (`queries/ack_fetch_jobs.sql`). A slot is reused only after its job's ack has
-committed, so a crash can lose no outcome: a job is either acked or still `executing`, and the
-lifeline returns the latter to the queue. Completions that arrive while a cycle is in flight are
-acked together by the next one, which is where batching comes from without any delay timer.
+Each cycle is one statement that records the outcomes of finished jobs and fetches work for the
+slots they free (`queries/ack_fetch_jobs.sql`). Three rules, Oban's:
+
+- **A slot frees when the job's outcome has committed.** A job holds its slot from the fetch until
+  the statement carrying its ack commits; only a cycle's own acks free slots for that same cycle's
+  fetch (they commit together). Cycles in flight reserve their demand before they start. So at no
+  instant does the node run more than `limit` jobs of the queue, however many cycles are in
+  flight, and a crash loses no outcome: a job is either acked or still `executing`.
+- **A fetch is asked for, never chained.** The producer fetches at start, on an `insert`
+  notification for its queue, on resume and scale, when finishing jobs free slots while the last
+  fetch came back full, and on its poll timer (covering a notifier outage). A fetch that comes
+  back short means the queue is drained: the producer then waits, costing nothing, as Elixir's
+  `schedule_dispatch` does.
+- **A job that was asked to stop keeps its slot until it really stops.** Plain-`def` jobs run on
+  threads (threads.py), which cannot be killed: at a timeout or a pkill the job is asked to stop
+  (`job.cancelled`), keeps its slot and its `executing` row, and gets Elixir's outcome for that
+  reason when it returns. Jobs with `isolation="process"` are killed outright (isolation.py).
+
+Completions that arrive while a cycle is in flight are acked together by the next one, which is
+where batching comes from without any delay timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
-from concurrent.futures import Executor
 from typing import Any
 
 import psycopg
-from psycopg.types.json import set_json_loads
 
-import orjson
-
-from .db import prefixed, run_async
+from .db import run_async
 from .engine import Ack, ack_fetch_plan
-from .executor import Outcome, execute, log_outcome
+from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare
+from .isolation import Children
 from .job import Job
+from .threads import JobThreads
+from .worker import WorkerSpec, lookup
 
 log = logging.getLogger(__name__)
 
@@ -35,44 +52,60 @@ def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def producer_uuid() -> str:
+    """A version-8 UUID marks a producer as oban_bridge's, so the lifeline can tell when it is gone
+    (queries/rescue_orphans.sql); Elixir producers use version 4."""
+    return str(uuid.UUID(int=(uuid.uuid4().int & ~(0xF << 76)) | (0x8 << 76)))
+
+
 class Producer:
     def __init__(
         self,
         *,
-        url: str,
+        pool: Any,
         prefix: str,
         queue: str,
         limit: int,
         node: str,
-        threads: Executor,
+        threads: JobThreads,
+        children: Children | None = None,
         poll_interval: float = 1.0,
         paused: bool = False,
-        on_outcome: Any = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
         lanes: int = 2,
+        resolve: Callable[[str], WorkerSpec | None] = lookup,
     ) -> None:
         if limit < 1:
             raise ValueError(f"queue {queue!r}: limit must be at least 1, got {limit}")
-        self.url = url
+        self.pool = pool
         self.prefix = prefix
         self.queue = queue
         self.limit = limit
         self.node = node
-        # A version-8 UUID marks the producer as oban_bridge's, so the lifeline can tell when it
-        # is gone (queries/rescue_orphans.sql); Elixir producers use version 4.
-        self.uuid = str(uuid.UUID(int=(uuid.uuid4().int & ~(0xF << 76)) | (0x8 << 76)))
+        self.uuid = producer_uuid()
         self.paused = paused
         self.poll_interval = poll_interval
         self.threads = threads
+        self.children = children or Children()
         self.on_outcome = on_outcome
-        self.running: dict[int, asyncio.Task[None]] = {}
-        self._pending: list[Ack] = []
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
         self.lanes = max(1, lanes)
-        self._conns: list[psycopg.AsyncConnection[Any]] = []
-        self._inflight_acks = 0
-        self._reserved = 0
+        self.resolve = resolve
+        # Jobs holding a slot: fetched, and their outcome not yet committed.
+        self.running: dict[int, Attempt] = {}
+        self._pending: list[Ack] = []  # finished, not yet sent
+        self._reserved = 0  # slots the cycles in flight may take beyond those their acks free
+        self._inflight = 0
+        self._more = True  # the queue may hold available jobs: a fetch is worth its round trip
+        self._backlog = False  # the last fetch came back full: more are surely waiting
+        self._fetching = 0  # cycles in flight that fetch
+        self._wakes = 0  # external reasons to fetch, counted (see _cycle)
+        self._last_fetch = 0.0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing running, pending or in flight
+        self._stopping = False
+        self._abandoned = False
+        self._task: asyncio.Task[None] | None = None
+        self._cycles: set[asyncio.Task[None]] = set()
         self._delay = 0.05
         self.started = asyncio.Event()
         self.started_at = iso_now()
@@ -94,8 +127,11 @@ class Producer:
             "uuid": self.uuid,
         }
 
-    # --- control, from signals or the API ---------------------------------------------------
+    # --- control, from notifications, signals or the API ----------------------------------------
     def wake(self) -> None:
+        """More jobs may be available (an insert notification, a resume, a scale): fetch."""
+        self._more = True
+        self._wakes += 1
         self._wake.set()
 
     def pause(self) -> None:
@@ -105,161 +141,229 @@ class Producer:
         self.paused = False
         self.wake()
 
-    @property
-    def _batch_floor(self) -> int:
-        """The smallest cycle worth a second round trip while one is in flight (see _loop)."""
-        return max(1, self.limit // (4 * self.lanes))
-
     def scale(self, limit: int) -> None:
         if limit >= 1:
             self.limit = limit
             self.wake()
 
     def pkill(self, job_id: int) -> bool:
-        """Stop a running job without acking it: whoever asked already wrote its new state."""
-        task = self.running.get(job_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
+        """Stop a running job as Elixir's producer does on a `pkill` signal; its outcome is written
+        as Elixir writes a killed job's (cancelled, `{:cancel, :shutdown}`) once it has stopped."""
+        attempt = self.running.get(job_id)
+        return attempt is not None and attempt.request_stop("pkill")
 
-    # --- lifecycle --------------------------------------------------------------------------
+    # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"oban-producer-{self.queue}")
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float) -> int:
         """Stop fetching, give running jobs `grace` seconds, ack what finished.
 
-        Jobs still running after the grace period are cancelled and left `executing` for the
-        lifeline to rescue, as Elixir leaves them on shutdown: never lost.
-        """
+        Jobs still running after the grace period are asked to stop and left `executing` for the
+        lifeline, as Elixir leaves them on shutdown: never lost. Returns how many were left."""
         self._stopping = True
         self.paused = True  # basic.ex shutdown/2: paused, with shutdown_started_at set
         self.shutdown_started_at = iso_now()
-        self.wake()
-        if self.running:
-            await asyncio.wait(list(self.running.values()), timeout=grace)
-        for task in list(self.running.values()):
-            if not task.done():
-                task.cancel()
-        self.wake()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        except TimeoutError:
+            pass
+        left = [a for a in self.running.values() if not a.finished]
+        for attempt in left:
+            attempt.request_stop("shutdown")
+        self._abandoned = True
+        self._wake.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=max(grace, 5.0))
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+        return len(left)
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        set_json_loads(orjson.loads, conn)
-        await conn.execute(prefixed("producer_presence", self.prefix), {"uuid": self.uuid})
-        return conn
-
+    # --- the loop -----------------------------------------------------------------------------------
     def _demand(self, acks: int) -> int:
-        """Slots a new cycle may fill: the limit, less jobs holding a slot (running, or finished
-        with an ack not yet committed), less what cycles in flight may already bring back. Acks in
-        flight and this cycle's own acks free their slots in the very statement that fetches."""
-        if self.paused or self._stopping:
+        """Slots a new cycle may fill: the limit, less every job holding a slot, plus the slots this
+        cycle's own acks free (they commit in the same statement), less what the cycles in flight
+        may take beyond the slots their own acks free; at most a `lanes`-th of the limit, so
+        cycles alternate on the lanes.
+
+        Invariant: running + Σ in flight max(0, demand − acks) ≤ limit. A commit changes `running`
+        by fetched − acks ≤ demand − acks and drops that cycle's reservation, so it holds."""
+        if self.paused or self._stopping or not self._more:
             return 0
-        held = len(self.running) - self._inflight_acks - acks
-        return max(0, self.limit - held - self._reserved)
+        if self._fetching and not self._backlog:
+            return 0  # one fetch at a time until one comes back full: a poll is one statement
+        free = self.limit - len(self.running) + acks - self._reserved
+        return max(0, min(free, -(-self.limit // self.lanes)))
+
+    def _done_waiting(self) -> bool:
+        if self._pending or self._inflight:
+            return False
+        if self._abandoned:
+            return True
+        return self._stopping and not self.running
 
     async def _loop(self) -> None:
-        """Start a cycle whenever there are acks to write or free slots, keeping up to `lanes`
-        cycles in flight on separate connections (FOR UPDATE SKIP LOCKED keeps their fetches
-        apart), so PostgreSQL works on one while Python handles the other's results."""
-        idle = [None] * self.lanes
-        cycles: set[asyncio.Task[None]] = set()
-        first = True
         while True:
-            if not first:
-                waiter = asyncio.ensure_future(self._wake.wait())
-                done, _ = await asyncio.wait({waiter, *cycles}, timeout=self.poll_interval,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-            first = False
             self._wake.clear()
-            if self._stopping and not self.running and not self._pending and not cycles:
-                break
-            while idle:
-                acks, demand = self._pending, self._demand(len(self._pending))
-                if not acks and demand == 0:
-                    break
-                if len(idle) < self.lanes and len(acks) + demand < self._batch_floor:
-                    # A cycle is in flight and will wake us when it returns: let a few more acks
-                    # gather rather than spend a round trip on one or two. Slots still free only
-                    # when their acks commit, so this costs latency, never safety.
-                    break
-                self._pending = []
-                lane = idle.pop()
-                task = asyncio.create_task(self._cycle(lane, acks, demand, idle))
-                cycles.add(task)
-                task.add_done_callback(cycles.discard)
+            now = time.monotonic()
+            if now - self._last_fetch >= self.poll_interval:
+                self._more = True  # the poll: a notification may have been missed
+            self._dispatch(now)
             self.started.set()
-        for task in list(cycles):
-            await task
-        for conn in self._conns:
-            await conn.close()
-        self._conns.clear()
+            if not self.running and not self._pending and not self._inflight:
+                self._idle.set()
+            else:
+                self._idle.clear()
+            if self._done_waiting():
+                return
+            timeout = self._last_fetch + self.poll_interval - time.monotonic()
+            try:
+                async with asyncio.timeout(timeout if timeout > 0 else self.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
 
-    async def _cycle(self, lane: psycopg.AsyncConnection[Any] | None, acks: list[Ack], demand: int,
-                     idle: list[Any]) -> None:
-        self._inflight_acks += len(acks)
-        self._reserved += demand
-        conn = lane
+    def _dispatch(self, now: float) -> None:
+        """Start cycles while a lane is free and one has something to do."""
+        while self._inflight < self.lanes:
+            acks = self._pending
+            demand = self._demand(len(acks))
+            if not acks and not demand:
+                return
+            if self._inflight and len(acks) + demand < max(1, self.limit // (4 * self.lanes)):
+                # A cycle is in flight and wakes us when it returns: let a few more acks gather
+                # rather than spend a round trip on one or two. Their slots stay held meanwhile,
+                # so this costs latency, never the limit.
+                return
+            self._pending = []
+            extra = max(0, demand - len(acks))
+            self._reserved += extra
+            self._inflight += 1
+            if demand:
+                self._fetching += 1
+                self._last_fetch = now
+            task = asyncio.create_task(self._cycle(acks, demand, extra, self._wakes))
+            self._cycles.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._cycles.discard)
+
+    async def _cycle(self, acks: list[Ack], demand: int, extra: int, wakes: int) -> None:
         try:
-            if conn is None or conn.closed:
-                conn = await self._connect()
-                self._conns.append(conn)
-            rows = await run_async(
-                conn, ack_fetch_plan(self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
-        except psycopg.Error as exc:
+            async with self.pool.connection() as conn:
+                rows = await run_async(conn, ack_fetch_plan(
+                    self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
+        except (psycopg.Error, OSError) as exc:
             # Nothing was written (the statement is its own transaction): keep the acks and the
-            # slots, back off, and try again on a new connection.
+            # slots, back off, and try again (the pool replaces a broken connection).
             self._pending = acks + self._pending
+            self._reserved -= extra
+            self._fetching -= 1 if demand else 0
             log.warning("producer cycle failed, retrying",
-                        extra={"queue": self.queue, "error": str(exc), "retry_in": self._delay})
-            if conn is not None:
-                if conn in self._conns:
-                    self._conns.remove(conn)
-                await conn.close()
-            conn = None
+                        extra={"queue": self.queue, "error": str(exc).strip(), "retry_in": self._delay})
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, 5.0)
+            self._inflight -= 1
+            self._wake.set()
             return
-        else:
-            self._delay = 0.05
+        self._delay = 0.05
+        try:
+            # Committed: the acked jobs' slots are free, the fetched jobs hold theirs.
+            running = self.running
             for ack in acks:
-                self.running.pop(ack.id, None)
+                running.pop(ack.id, None)
             for row in rows:
-                job = Job.from_tuple(row)
-                assert job.id is not None
-                self.running[job.id] = asyncio.create_task(self._perform(job))
+                try:
+                    self._start(Job.from_tuple(row))
+                except Exception:  # noqa: BLE001 - a bug must not stall the queue; the lifeline rescues the row
+                    log.exception("starting a job failed", extra={"queue": self.queue, "job_id": row[0]})
+            if demand:
+                self._backlog = len(rows) == demand
+                if not self._backlog and wakes == self._wakes:
+                    self._more = False  # drained, and nothing said otherwise since this cycle began
         finally:
-            self._inflight_acks -= len(acks)
-            self._reserved -= demand
-            idle.append(conn)
+            if demand:
+                self._fetching -= 1
+            self._reserved -= extra
+            self._inflight -= 1
             self._wake.set()
 
-    async def _perform(self, job: Job) -> None:
+    # --- running jobs -------------------------------------------------------------------------------
+    def _start(self, job: Job) -> None:
+        attempt, error = begin(job, self.resolve)
+        assert job.id is not None
+        self.running[job.id] = attempt
+        spec = attempt.spec
+        if error is not None or spec is None:
+            self._finished(attempt, None, error)
+        elif spec.pro is None and (not spec.is_async or spec.isolation == "process"):
+            # The common case, kept free of Tasks and Futures: straight to a job thread.
+            try:
+                prepare(attempt)
+            except Exception as exc:  # noqa: BLE001 - a failed attempt, as a raise in process is
+                self._finished(attempt, None, exc)
+                return
+            self._arm_timeout(attempt)
+            fn, arg = self._target(attempt)
+            self.threads.submit(fn, arg, functools.partial(self._finished, attempt))
+        else:
+            attempt.task = asyncio.create_task(self._run(attempt))
+
+    def _target(self, attempt: Attempt) -> tuple[Callable[[Any], Any], Any]:
+        spec = attempt.spec
+        assert spec is not None
+        if spec.isolation == "process":
+            module = spec.target.__module__
+            children = self.children
+            return (lambda a: children.run(module, spec.name, a.run_job, a)), attempt
+        return spec.perform, attempt.run_job
+
+    def _arm_timeout(self, attempt: Attempt) -> None:
+        if attempt.timeout is not None:
+            reason = "deadline" if attempt.by_deadline else "timeout"
+            attempt.timer = asyncio.get_running_loop().call_later(attempt.timeout, attempt.request_stop, reason)
+
+    async def _run(self, attempt: Attempt) -> None:
+        """The coroutine path: `async def` workers and Pro workers (whose gate reads the table)."""
+        spec = attempt.spec
+        assert spec is not None
+        result: Any = None
+        error: BaseException | None = None
         try:
-            outcome = await execute(job, self.threads)
+            early = await gate(attempt, self.pool, self.prefix) if spec.pro is not None else None
+            if early is not None:
+                result = early
+            else:
+                prepare(attempt)
+                self._arm_timeout(attempt)
+                if spec.is_async and spec.isolation != "process":
+                    result = await spec.perform(attempt.run_job)
+                else:
+                    fn, arg = self._target(attempt)
+                    result = await self.threads.run(fn, arg)
         except asyncio.CancelledError:
-            # pkill or shutdown: no ack. The slot frees now; the row keeps whatever state the
-            # canceller wrote, or stays executing for the lifeline.
-            log.info("job stopped without ack", extra={"job_id": job.id, "queue": self.queue, "worker": job.worker})
-            assert job.id is not None
-            self.running.pop(job.id, None)
-            self._wake.set()
-            return
-        log_outcome(outcome)
-        if self.on_outcome is not None:
-            self._notify_outcome(outcome)
-        self._pending.append(outcome.ack)
-        self._wake.set()
+            if attempt.stop is None:  # cancelled from outside (the loop is going away): no ack
+                attempt.stop = "shutdown"
+        except Exception as exc:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
+            error = exc
+        self._finished(attempt, result, error)
 
-    def _notify_outcome(self, outcome: Outcome) -> None:
+    def _finished(self, attempt: Attempt, result: Any, error: BaseException | None) -> None:
+        """On the event loop: the job returned (or raised); queue its ack, keep its slot."""
         try:
-            self.on_outcome(outcome)
-        except Exception:  # noqa: BLE001 - a metrics hook must never fail a job
-            log.exception("on_outcome hook failed")
+            outcome = finish(attempt, result, error)
+        except Exception:  # noqa: BLE001 - a bug here must not leave the slot held forever
+            log.exception("recording a job outcome failed", extra={"job_id": attempt.job.id, "queue": self.queue})
+            outcome = None
+        if outcome is None:
+            # Left running at shutdown: nothing is written; the row stays executing.
+            self.running.pop(attempt.job.id or 0, None)
+        else:
+            log_outcome(outcome)
+            if self.on_outcome is not None:
+                try:
+                    self.on_outcome(outcome)
+                except Exception:  # noqa: BLE001 - a metrics hook must never fail a job
+                    log.exception("on_outcome hook failed")
+            self._pending.append(outcome.ack)
+        self._wake.set()

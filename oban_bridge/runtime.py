@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from .executor import Outcome
+from .isolation import Children
 from .notifier import Notifier
 from .peer import Peer
 from .plugins.base import Plugin
@@ -28,7 +29,9 @@ from .plugins.met import Met
 from .plugins.lifeline import Lifeline
 from .plugins.pruner import Pruner
 from .plugins.stager import Stager
+from .presence import Presence
 from .producer import Producer
+from .threads import JobThreads
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,19 @@ def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
     return queues
 
 
+# Connections the producers of a node share, whatever the number of queues: each cycle is one
+# short statement, so a few connections keep many queues busy (see the README's connection budget).
+PRODUCER_CONNECTIONS = 4
+LANES = 2
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(orjson.loads, conn)
+    # Fetched timestamps arrive as timestamptz (ack_fetch_jobs.sql); in a UTC session psycopg
+    # gives them datetime.timezone.utc, whatever the server's default time zone.
+    await conn.execute("SET TIME ZONE 'UTC'")
+
+
 def default_plugins() -> list[Plugin]:
     return [Stager(), Pruner(), Lifeline(), Gossip(), Met()]
 
@@ -86,7 +102,6 @@ class Runtime:
         queues: Mapping[str, int],
         plugins: list[Plugin] | None = None,
         poll_interval: float = 1.0,
-        threads: int | None = None,
         peer_interval: float = 30.0,
         on_event: Callable[[Outcome], None] | None = None,
     ) -> None:
@@ -96,16 +111,16 @@ class Runtime:
         self.node = node
         self.ident = f"{name}.{node}"
         limits = parse_queues(queues)
-        # Plain-def workers each need a thread while they run: enough for every slot.
-        self.threads = ThreadPoolExecutor(
-            max_workers=threads or max(4, min(sum(limits.values()), 4 * (os.cpu_count() or 1) + 64)),
-            thread_name_prefix="oban-job",
-        )
+        self.threads = JobThreads()
+        self.children = Children()
+        self.pool: AsyncConnectionPool | None = None  # made in start(): pools belong to a loop
         self.producers = {
-            queue: Producer(url=url, prefix=prefix, queue=queue, limit=limit, node=node,
-                            threads=self.threads, poll_interval=poll_interval, on_outcome=self._on_outcome)
+            queue: Producer(pool=None, prefix=prefix, queue=queue, limit=limit, node=node,
+                            threads=self.threads, children=self.children, poll_interval=poll_interval,
+                            on_outcome=self._on_outcome, lanes=LANES)
             for queue, limit in limits.items()
         }
+        self.presence = Presence(url, [p.uuid for p in self.producers.values()], busy=self.threads.busy)
         self.plugins = default_plugins() if plugins is None else plugins
         self.on_event = on_event
         self._met = [p for p in self.plugins if isinstance(p, Met)]
@@ -146,15 +161,23 @@ class Runtime:
                                                 kwargs={"autocommit": True}, name="oban-plugins",
                                                 check=AsyncConnectionPool.check_connection)
         await self._plugin_pool.open(wait=False)
+        self.pool = AsyncConnectionPool(
+            self.url, min_size=1, max_size=min(PRODUCER_CONNECTIONS, LANES * len(self.producers)), open=False,
+            kwargs={"autocommit": True}, configure=_configure, name="oban-producers")
+        await self.pool.open(wait=False)
+        for producer in self.producers.values():
+            producer.pool = self.pool
+        self.presence.start()
         self.notifier.start()
-        self.peer.start()
+        self.peer.start(self._plugin_pool)
         for producer in self.producers.values():
             producer.start()
         for plugin in self.plugins:
             plugin.start(self)
-        # Wait until queues have made their first cycle and the notifier listens, so a caller
-        # that inserts right after start() is heard.
-        waits = [p.started.wait() for p in self.producers.values()] + [self.notifier.connected.wait()]
+        # Wait until queues have made their first cycle, the notifier listens and the producers
+        # are present, so a caller that inserts right after start() is heard.
+        waits = [p.started.wait() for p in self.producers.values()] + [
+            self.notifier.connected.wait(), asyncio.to_thread(self.presence.connected.wait, 10)]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
         except TimeoutError:
@@ -165,15 +188,25 @@ class Runtime:
         if not self._started:
             return
         self._started = False
-        await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
+        left = sum(await asyncio.gather(*(p.stop(grace) for p in self.producers.values())))
         for plugin in self.plugins:
             await plugin.stop()
+        await self.peer.stop()
         if self._plugin_pool is not None:
             await self._plugin_pool.close()
             self._plugin_pool = None
-        await self.peer.stop()
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
         await self.notifier.stop()
-        self.threads.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown()
+        self.children.close()
+        # Present for as long as a job thread still runs a job left at shutdown: its row stays
+        # executing, and no other node may rescue it while it runs.
+        self.presence.stop()
+        if left:
+            log.warning("jobs still running after the grace period were left executing for the lifeline",
+                        extra={"node": self.node, "jobs": left})
         log.info("oban_bridge stopped", extra={"node": self.node})
 
     # Notifications

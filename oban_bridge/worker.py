@@ -72,6 +72,7 @@ class WorkerSpec:
     timeout_fn: Callable[[Job], float | None] | None = None
     recorded_limit: int | None = None  # bytes; None: return values are not recorded
     pro: Any = None  # pro.options.ProOptions when any Pro feature is on
+    isolation: str = "thread"  # "process": each attempt in a child process that can be killed
 
     def backoff(self, job: Job) -> int:
         if self.backoff_fn is not None:
@@ -162,10 +163,17 @@ def worker(
     deadline: Any = None,
     hooks: Iterable[Any] = (),
     encrypted: Mapping[str, Any] | None = None,
+    isolation: str = "thread",
 ) -> Callable[[W], W]:
-    """Register a Python worker under `name` (default: its dotted Python path)."""
+    """Register a Python worker under `name` (default: its dotted Python path).
+
+    `isolation="process"` runs each attempt in a child process (see isolation.py), killed when its
+    timeout passes or it is cancelled, as Elixir kills a job's process; the default runs plain
+    `def` jobs on threads, which can only be asked to stop (`job.cancelled`)."""
 
     recorded_limit = _recorded_limit(recorded)
+    if isolation not in ("thread", "process"):
+        raise ValidationError("isolation", f"expected 'thread' or 'process', got {isolation!r}")
 
     def decorate(target: W) -> W:
         registered = worker_name(name) if name is not None else worker_name(target)
@@ -173,6 +181,9 @@ def worker(
         Job.new(registered, {}, queue=queue, max_attempts=max_attempts, priority=priority,
                 tags=list(tags), unique=unique, replace=replace)
         perform, is_async, instance = _bind(target)
+        if isolation == "process" and getattr(target, "__module__", "__main__") == "__main__":
+            raise ValidationError("isolation", f"worker {registered}: isolation='process' needs the worker in an "
+                                               "importable module (the child process imports it), not in __main__")
         timeout_fn: Callable[[Job], float | None] | None
         if callable(timeout):
             timeout_fn = timeout
@@ -196,6 +207,7 @@ def worker(
             backoff_fn=backoff or _hook(instance, "backoff"),
             timeout_fn=timeout_fn,
             recorded_limit=recorded_limit,
+            isolation=isolation,
             pro=ProOptions.build(args_schema=args_schema, chain=chain, deadline=deadline, hooks_=hooks,
                                  encrypted_=encrypted, instance=instance),
         )

@@ -163,7 +163,7 @@ async def test_elixir_signals_pause_scale_resume(db_url: str) -> None:
         await wait_for(lambda: producers["elixir"].paused)
 
 
-async def test_pkill_stops_a_running_job_without_ack(db_url: str) -> None:
+async def test_pkill_stops_a_running_async_job_and_records_it_as_elixir_does(db_url: str) -> None:
     async with AsyncObanBridge(db_url, queues={"slow": 2}, poll_interval=0.1) as oban:
         job = await oban.insert(Job.new("py.BlockingSleep", {"seconds": 0}, queue="slow"))
         await wait_for(lambda: count(db_url, "state = 'completed'") == 1)
@@ -176,7 +176,9 @@ async def test_pkill_stops_a_running_job_without_ack(db_url: str) -> None:
                                                          encode({"action": "pkill", "job_id": slow.id, "ident": "any"})])
         await wait_for(lambda: slow.id not in oban.runtime.producers["slow"].running)  # type: ignore[union-attr]
         await asyncio.sleep(0.2)
-    assert rows(db_url, f"id = {slow.id}")[0]["state"] == "cancelled"
+    row = rows(db_url, f"id = {slow.id}")[0]
+    assert row["state"] == "cancelled"
+    assert [e["error"] for e in row["errors"]] == ["** (Oban.PerformError) py.LongSleep failed with {:cancel, :shutdown}"]
     assert job.id is not None
 
 

@@ -103,3 +103,54 @@ def ledger(job: Job) -> None:
 @worker("py.Stubborn", queue="slow")
 def stubborn(job: Job) -> None:
     time.sleep(float(job.args.get("seconds", 60)))  # ignores every request to stop
+
+
+# --- promise tests (test_producer.py): each run records when it really started and ended ---------
+
+spans: list[tuple[str, int, int, float, float]] = []  # (worker, job id, attempt, start, end)
+spans_lock = threading.Lock()
+polite_stopped = threading.Event()
+
+
+def _record(job: Job, start: float) -> None:
+    assert job.id is not None
+    with spans_lock:
+        spans.append((job.worker, job.id, job.attempt, start, time.perf_counter()))
+
+
+@worker("py.Span", queue="span")
+def span(job: Job) -> None:
+    start = time.perf_counter()
+    time.sleep(float(job.args.get("ms", 2)) / 1000)
+    _record(job, start)
+
+
+@worker("py.SpanAsync", queue="span")
+async def span_async(job: Job) -> None:
+    start = time.perf_counter()
+    await asyncio.sleep(float(job.args.get("ms", 2)) / 1000)
+    _record(job, start)
+
+
+@worker("py.Overrun", queue="overrun", timeout=0.3, max_attempts=3, backoff=lambda job: 0)
+def overrun(job: Job) -> None:
+    """Ignores its timeout: Python cannot stop it, so its retry must wait for it."""
+    start = time.perf_counter()
+    time.sleep(float(job.args.get("seconds", 1.0)))
+    _record(job, start)
+
+
+@worker("py.Hard", queue="hard", timeout=0.5, max_attempts=1, isolation="process")
+def hard(job: Job) -> None:
+    time.sleep(float(job.args.get("seconds", 60)))
+
+
+@worker("py.Polite", queue="polite")
+def polite(job: Job) -> None:
+    """Checks `job.cancelled`, as a long def job should."""
+    start = time.perf_counter()
+    while not job.cancelled:
+        time.sleep(0.02)
+    polite_stopped.set()
+    _record(job, start)
+    job.check_cancelled()

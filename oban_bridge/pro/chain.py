@@ -90,9 +90,3 @@ def decide(chain: Chain, states: set[str]) -> str:
         if state in states and policy != "ignore":
             return "wait" if policy == "hold" else "halt"
     return "run"
-
-
-PREDECESSORS_SQL = (
-    "SELECT DISTINCT state::text AS state FROM {}.oban_jobs WHERE meta @> %s::jsonb AND id < %s"
-    " AND state IN ('available', 'scheduled', 'executing', 'retryable', 'suspended', 'cancelled', 'discarded')"
-)

@@ -7,6 +7,8 @@
 -- (acked jobs are executing, fetched ones available). Either array may be empty, demand may be 0;
 -- PostgreSQL runs a data-modifying CTE to completion even though nothing reads it. Acks travel as
 -- one JSON array of records: encoded and parsed in C at both ends, however many there are.
+-- Timestamps come back as timestamptz (the columns hold UTC), so psycopg builds aware datetimes
+-- in C instead of Python replacing the tzinfo of six naive ones per job.
 WITH acked AS (
   UPDATE {prefix}.oban_jobs AS j
   SET state = a.state::{prefix}.oban_job_state,
@@ -35,5 +37,6 @@ SET state = 'executing', attempted_at = %(now)s, attempted_by = %(attempted_by)s
 FROM subset
 WHERE j.id = subset.id AND j.attempt < j.max_attempts
 RETURNING j.id, j.state, j.queue, j.worker, j.args, j.errors, j.attempt, j.max_attempts,
-          j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.attempted_by,
-          j.discarded_at, j.priority, j.tags, j.meta, j.cancelled_at
+          j.inserted_at AT TIME ZONE 'UTC', j.scheduled_at AT TIME ZONE 'UTC',
+          j.attempted_at AT TIME ZONE 'UTC', j.completed_at AT TIME ZONE 'UTC', j.attempted_by,
+          j.discarded_at AT TIME ZONE 'UTC', j.priority, j.tags, j.meta, j.cancelled_at AT TIME ZONE 'UTC'
