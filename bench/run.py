@@ -15,7 +15,14 @@ On one PostgreSQL server (DATABASE_URL, else the embedded one), in this order:
   rss         resident memory of a fresh process after 100,000 and after 1,000,000 processed jobs
               (default plugins on; jobs inserted by SQL from outside so inserting costs it nothing);
   cpu         CPU-bound jobs (pure-Python arithmetic, ~4 ms each): one `oban-bridge start` process
-              against `--processes auto` (one node per core).
+              against `--processes auto` (one node per core);
+  start       the way users run it: `oban-bridge start -m bench_workers -q bench:100` with its default
+              plugins and logging, 20,000 plain-`def` no-op jobs waiting; jobs/s from the first attempt
+              to the last completion, Python CPU per job, and the peak number of jobs holding a slot
+              at once (from attempted_at/completed_at: must never exceed the limit);
+  idle        `oban-bridge start` with 4 queues (a:100,b:10,c:10,d:50) and its default plugins on an
+              empty table: statements/s (pg_stat_database, less the probe's own) and CPU% of a core.
+The throughput and queues lines also report the peak concurrency seen.
 Then oban-py 0.7.0 (bench/peer.py: its own virtualenv on a Python >= 3.12, its own database on the
 same server) runs the same measures, and a table prints each line with the ratio
 oban_bridge / oban-py (for latency and memory, oban-py / oban_bridge: above 1 is better for us).
@@ -51,7 +58,7 @@ from oban_bridge.engine import Ack, ack_fetch_plan, db_now  # noqa: E402
 from oban_bridge.notifier import channel, encode  # noqa: E402
 from peer import database, run_peer, server_url  # noqa: E402  (bench/peer.py)
 
-MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu"]
+MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "idle"]
 started_at: dict[int, float] = {}
 
 
@@ -70,6 +77,13 @@ async def sql(url: str, query: str, params: list[Any] | None = None) -> list[tup
 async def reset(url: str) -> None:
     await sql(url, "TRUNCATE oban_jobs")
     await sql(url, "VACUUM ANALYZE oban_jobs")
+
+
+async def analyze(url: str) -> None:
+    """After filling the queue: statistics that describe a table full of available jobs, as
+    autovacuum keeps them in production. Planned on the empty table's, the ack and fetch statement
+    can run twice as slow, and runs stop being comparable."""
+    await sql(url, "ANALYZE oban_jobs")
 
 
 async def completed(url: str) -> int:
@@ -101,6 +115,7 @@ async def bridge_drain(url: str, jobs: int, queues: dict[str, int]) -> float:
     await reset(url)
     async with AsyncObanBridge(url) as client:
         await client.insert_all(no_ops(jobs, list(queues)))
+    await analyze(url)
     done = asyncio.Event()
     count = 0
 
@@ -129,6 +144,7 @@ async def raw_drain(url: str, jobs: int, queues: dict[str, int], lanes: int = 2)
     await reset(url)
     async with AsyncObanBridge(url) as client:
         await client.insert_all(no_ops(jobs, list(queues)))
+    await analyze(url)
 
     conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in queues for _ in range(lanes)]
 
@@ -230,6 +246,79 @@ def bridge_cpu(url: str, jobs: int, units: int, limit: int, processes: str) -> f
     return jobs / float(row[0])
 
 
+# peak concurrency, `oban-bridge start` and idle cost -----------------------------------------------
+
+PEAK_SQL = """
+SELECT coalesce(max(held), 0) FROM (
+  SELECT sum(step) OVER (ORDER BY at, step) AS held FROM (
+    SELECT attempted_at AS at, 1 AS step FROM oban_jobs WHERE queue = %(queue)s AND completed_at IS NOT NULL
+    UNION ALL
+    SELECT completed_at, -1 FROM oban_jobs WHERE queue = %(queue)s AND completed_at IS NOT NULL
+  ) events
+) running"""
+
+
+def peak(url: str, queue: str) -> int:
+    """The most jobs of `queue` between their attempt and their completion at one instant (a job
+    completing when another starts is not counted twice)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(PEAK_SQL, {"queue": queue}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_node(url: str, queues: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
+    return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", queues],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def bridge_start(url: str, jobs: int, limit: int) -> dict[str, float]:
+    asyncio.run(reset(url))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
+                     "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
+    asyncio.run(analyze(url))
+    node = start_node(url, f"bench:{limit}")
+    try:
+        while asyncio.run(completed(url)) < jobs:
+            time.sleep(0.05)
+        cpu = process_cpu(node.pid)
+    finally:
+        node.terminate()
+        node.wait(120)
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(completed_at) - min(attempted_at)) FROM oban_jobs").fetchone()
+    assert row is not None
+    return {"rate": jobs / float(row[0]), "cpu_us": cpu / jobs * 1e6, "peak": peak(url, "bench")}
+
+
+def bridge_idle(url: str, warmup: float, window: float) -> dict[str, float]:
+    asyncio.run(reset(url))
+
+    def xacts() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                               "WHERE datname = current_database()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    node = start_node(url, "a:100,b:10,c:10,d:50")
+    try:
+        time.sleep(warmup)
+        x0, c0, t0 = xacts(), process_cpu(node.pid), time.monotonic()
+        time.sleep(window)
+        x1, c1, t1 = xacts(), process_cpu(node.pid), time.monotonic()
+    finally:
+        node.terminate()
+        node.wait(60)
+    return {"statements": (x1 - x0 - 1) / (t1 - t0), "cpu": (c1 - c0) / (t1 - t0)}
+
+
 # the run -------------------------------------------------------------------------------------------
 
 def params(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,6 +337,11 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_jobs": 500 if quick else 2_000,
         "cpu_units": 50_000,
         "cpu_limit": 10,
+        "start_jobs": 10_000 if quick else 20_000,
+        "start_limit": 100,
+        "start_repeat": 3 if quick else 5,
+        "idle_warmup": 10.0,
+        "idle_window": 10.0 if quick else 30.0,
     }
 
 
@@ -258,12 +352,16 @@ async def measure_bridge(url: str, p: dict[str, Any]) -> dict[str, Any]:
         r["insert"], r["insert_call"] = max(x[0] for x in runs), max(x[1] for x in runs)
     if "throughput" in p["measures"]:
         for limit in p["limits"]:
-            r[f"throughput {limit}"] = max([await bridge_drain(url, p["jobs"], {"bench": limit})
-                                             for _ in range(p["repeat"])])
+            runs = []
+            for _ in range(p["repeat"]):
+                runs.append(await bridge_drain(url, p["jobs"], {"bench": limit}))
+                r[f"peak {limit}"] = max(r.get(f"peak {limit}", 0), peak(url, "bench"))
+            r[f"throughput {limit}"] = max(runs)
             r[f"raw {limit}"] = await raw_ceiling(url, p["jobs"], {"bench": limit}, p["repeat"])
     if "queues" in p["measures"]:
         queues = {f"q{n}": p["queue_limit"] for n in range(4)}
         r["queues"] = max([await bridge_drain(url, p["jobs"], queues) for _ in range(p["repeat"])])
+        r["peak queues"] = max(peak(url, q) for q in queues)
         r["raw queues"] = await raw_ceiling(url, p["jobs"], queues, p["repeat"])
     if "latency" in p["measures"]:
         r["latency"] = await bridge_latency(url, p["latency_samples"])
@@ -308,6 +406,23 @@ def table(p: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any] | None
             peer_growth = (f"{(peer_marks[last] - peer_marks[first]) / peer_marks[first]:+.1%}"
                            if first in peer_marks and last in peer_marks else "-")
             lines.append(f"{'  RSS change 100k -> ' + f'{int(last):,}':<50}{growth:>12}{'':>18}{peer_growth:>10}")
+    for limit in p["limits"]:
+        if f"peak {limit}" in ours:
+            lines.append(f"{'  peak jobs running at once (limit ' + str(limit) + ')':<50}{ours[f'peak {limit}']:>12}")
+    if "peak queues" in ours:
+        lines.append(f"{'  peak jobs running at once, per queue (limit ' + str(p['queue_limit']) + ')':<50}"
+                     f"{ours['peak queues']:>12}")
+    if "start" in ours:
+        start = ours["start"]
+        line(f"start: {p['start_jobs']:,} def no-ops, limit {p['start_limit']} (jobs/s)",
+             start["median"], (theirs.get("throughput") or {}).get(str(p["start_limit"])), ours.get("raw 100"))
+        lines.append(f"{'  range of ' + str(p['start_repeat']) + ' runs (jobs/s)':<50}"
+                     f"{start['worst']:>7,.0f}-{start['best']:,.0f}")
+        lines.append(f"{'  Python CPU per job, start-up included (us)':<50}{start['cpu_us']:>12.0f}")
+        lines.append(f"{'  peak jobs running at once (limit ' + str(p['start_limit']) + ')':<50}{start['peak']:>12}")
+    if "idle" in ours:
+        lines.append(f"{'idle start, 4 queues, plugins: statements/s':<50}{ours['idle']['statements']:>12.1f}")
+        lines.append(f"{'  CPU (% of one core)':<50}{100 * ours['idle']['cpu']:>11.1f}%")
     if "cpu 1" in ours:
         label = f"CPU-bound jobs (~4 ms each), limit {p['cpu_limit']} (jobs/s)"
         line(label + ", 1 process", ours["cpu 1"], theirs.get("cpu"))
@@ -353,6 +468,15 @@ def main() -> None:
     if "cpu" in p["measures"]:
         ours["cpu 1"] = bridge_cpu(url, p["cpu_jobs"], p["cpu_units"], p["cpu_limit"], "1")
         ours["cpu auto"] = bridge_cpu(url, p["cpu_jobs"], p["cpu_units"], p["cpu_limit"], "auto")
+    if "start" in p["measures"]:
+        runs = [bridge_start(url, p["start_jobs"], p["start_limit"]) for _ in range(p["start_repeat"])]
+        rates = sorted(r["rate"] for r in runs)
+        ours["start"] = {"median": statistics.median(rates), "best": rates[-1], "worst": rates[0],
+                         "cpu_us": statistics.median(r["cpu_us"] for r in runs), "peak": max(r["peak"] for r in runs)}
+        if "raw 100" not in ours:
+            ours["raw 100"] = event_loop.run(raw_ceiling(url, p["start_jobs"], {"bench": 100}, 1))
+    if "idle" in p["measures"]:
+        ours["idle"] = bridge_idle(url, p["idle_warmup"], p["idle_window"])
     theirs = None if args.no_peer else run_peer(server, p, args.peer_python)
 
     from importlib.metadata import version

@@ -22,6 +22,8 @@ from . import engine, recorded
 from .pro.options import DEADLINE_EXCEEDED
 from .term import Atom, TermError
 from .engine import Ack
+from .errors import JobCancelledError
+from .isolation import ChildKilled
 from .job import Job
 from .worker import Cancel, Discard, Error, Snooze, WorkerSpec, lookup
 
@@ -238,7 +240,12 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
         attempt.timer = None
     job, spec, stop = attempt.job, attempt.spec, attempt.stop
     if stop == "shutdown":
-        return None
+        # Stopped because the node is (a cancelled task, a job that heeded job.cancelled, a killed
+        # child): no outcome, the row stays executing for the lifeline, as Elixir leaves a job its
+        # shutdown killed. A thread that returned or failed on its own gets its real outcome.
+        if attempt.task is not None or isinstance(exc, (JobCancelledError, ChildKilled)):
+            return None
+        stop = None
     now = engine.db_now()
     if stop == "pkill":
         # producer.ex handle_info(:DOWN, … :shutdown): {:cancel, :shutdown}, written by
@@ -249,7 +256,7 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
         if stop == "deadline":
             result, exc = Cancel(DEADLINE_EXCEEDED), None  # `force`: stopped at the deadline
         elif stop == "timeout":
-            millis = int((attempt.timeout or 0) * 1000)
+            millis = round((attempt.timeout or 0) * 1000)
             result, exc = None, FormattedError(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
         ack, event = _ack_for(job, spec, result, exc, now)
     if spec is not None and spec.pro is not None:

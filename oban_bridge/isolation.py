@@ -33,15 +33,17 @@ class Child:
         parent, child = _CONTEXT.Pipe()
         self.conn: Connection = parent
         self.process = _CONTEXT.Process(target=_serve, args=(child,), name="oban-isolated", daemon=True)
+        self.killed = False
         self.process.start()
         child.close()
 
     def kill(self) -> None:
+        self.killed = True  # never reused: the kill may land after it answered
         if self.process.is_alive():
             self.process.kill()
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return not self.killed and self.process.is_alive()
 
     def close(self) -> None:
         self.kill()
@@ -76,10 +78,11 @@ class Children:
         finally:
             attempt.child = None
         with self._lock:
-            if self._closed:
-                child.close()
-            else:
+            reuse = not self._closed and child.alive()
+            if reuse:
                 self._idle.append(child)
+        if not reuse:
+            child.close()
         if status == "ok":
             return value
         from .executor import FormattedError

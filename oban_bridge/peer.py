@@ -62,12 +62,15 @@ class Peer:
         while True:
             failed = False
             try:
-                async with pool.connection() as conn:
+                # Not waiting longer than a fraction of the lease: a leader that cannot renew in
+                # time must stop acting as one before another node takes over.
+                async with pool.connection(timeout=max(1.0, self.interval / 4)) as conn:
                     await self.elect(conn)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
                 failed = True
+                self.leader = False
             # Leaders renew twice per lease; everyone jitters down by up to 10% (Backoff.jitter :dec).
             # After a failed election (database restarting) try again soon: leader-only duties such
             # as staging retries stop while nobody leads.

@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-from .db import run_async
+from .db import run_async, run_sync
 from .engine import Ack, ack_fetch_plan
 from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare
 from .isolation import Children
@@ -106,6 +106,7 @@ class Producer:
         self._abandoned = False
         self._task: asyncio.Task[None] | None = None
         self._cycles: set[asyncio.Task[None]] = set()
+        self._early_pkills: dict[int, float] = {}
         self._delay = 0.05
         self.started = asyncio.Event()
         self.started_at = iso_now()
@@ -150,17 +151,23 @@ class Producer:
         """Stop a running job as Elixir's producer does on a `pkill` signal; its outcome is written
         as Elixir writes a killed job's (cancelled, `{:cancel, :shutdown}`) once it has stopped."""
         attempt = self.running.get(job_id)
-        return attempt is not None and attempt.request_stop("pkill")
+        if attempt is None:
+            # Maybe fetched by a cycle whose rows are not handed out yet (the signal can overtake
+            # them): remembered briefly, such a job is recorded killed instead of run.
+            now = time.monotonic()
+            self._early_pkills = {j: t for j, t in self._early_pkills.items() if now - t < 10.0}
+            if len(self._early_pkills) < 10_000:
+                self._early_pkills[job_id] = now
+            return False
+        return attempt.request_stop("pkill")
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"oban-producer-{self.queue}")
 
-    async def stop(self, grace: float) -> int:
-        """Stop fetching, give running jobs `grace` seconds, ack what finished.
-
-        Jobs still running after the grace period are asked to stop and left `executing` for the
-        lifeline, as Elixir leaves them on shutdown: never lost. Returns how many were left."""
+    async def stop(self, grace: float) -> None:
+        """Stop fetching and give running jobs `grace` seconds; their acks are written as they
+        finish. The runtime then detaches the job threads and calls `abandon`."""
         self._stopping = True
         self.paused = True  # basic.ex shutdown/2: paused, with shutdown_started_at set
         self.shutdown_started_at = iso_now()
@@ -169,6 +176,13 @@ class Producer:
             await asyncio.wait_for(self._idle.wait(), timeout=grace)
         except TimeoutError:
             pass
+
+    async def abandon(self) -> int:
+        """Ask the jobs still running to stop and end the loop once what finished is written.
+
+        `async def` jobs are cancelled and left `executing` for the lifeline, as Elixir leaves
+        them on shutdown: never lost. Job threads were detached first, so a plain-def job that
+        returns from now on records its own outcome (`_finished_late`). Returns how many were left."""
         left = [a for a in self.running.values() if not a.finished]
         for attempt in left:
             attempt.request_stop("shutdown")
@@ -176,7 +190,7 @@ class Producer:
         self._wake.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, timeout=max(grace, 5.0))
+                await asyncio.wait_for(self._task, timeout=5.0)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         return len(left)
@@ -253,7 +267,7 @@ class Producer:
             async with self.pool.connection() as conn:
                 rows = await run_async(conn, ack_fetch_plan(
                     self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
-        except (psycopg.Error, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - psycopg's, the pool's, or a bug building the plan
             # Nothing was written (the statement is its own transaction): keep the acks and the
             # slots, back off, and try again (the pool replaces a broken connection).
             self._pending = acks + self._pending
@@ -290,24 +304,45 @@ class Producer:
 
     # --- running jobs -------------------------------------------------------------------------------
     def _start(self, job: Job) -> None:
-        attempt, error = begin(job, self.resolve)
         assert job.id is not None
+        if job.id in self.running:
+            # Our earlier attempt still runs: the row was taken from us (rescued while this node's
+            # presence was briefly gone). Never run a job twice at once; that attempt's outcome
+            # will be written over this row.
+            log.error("fetched a job this node is still running; not starting it again",
+                      extra={"queue": self.queue, "job_id": job.id, "attempt": job.attempt})
+            return
+        attempt, error = begin(job, self.resolve)
         self.running[job.id] = attempt
-        spec = attempt.spec
-        if error is not None or spec is None:
-            self._finished(attempt, None, error)
-        elif spec.pro is None and (not spec.is_async or spec.isolation == "process"):
-            # The common case, kept free of Tasks and Futures: straight to a job thread.
-            try:
-                prepare(attempt)
-            except Exception as exc:  # noqa: BLE001 - a failed attempt, as a raise in process is
-                self._finished(attempt, None, exc)
-                return
-            self._arm_timeout(attempt)
-            fn, arg = self._target(attempt)
-            self.threads.submit(fn, arg, functools.partial(self._finished, attempt))
-        else:
-            attempt.task = asyncio.create_task(self._run(attempt))
+        try:
+            spec = attempt.spec
+            if self._early_pkills and self._early_pkills.pop(job.id, None) is not None:
+                attempt.stop = "pkill"
+                self._finished(attempt, None, None)
+            elif error is not None or spec is None:
+                self._finished(attempt, None, error)
+            elif spec.pro is None and (not spec.is_async or spec.isolation == "process"):
+                # The common case, kept free of Tasks and Futures: straight to a job thread.
+                try:
+                    prepare(attempt)
+                except Exception as exc:  # noqa: BLE001 - a failed attempt, as a raise in process is
+                    self._finished(attempt, None, exc)
+                    return
+                self._submit(attempt)
+            else:
+                attempt.task = asyncio.create_task(self._run(attempt))
+                attempt.task.add_done_callback(functools.partial(self._task_done, attempt))
+        except BaseException:
+            if not attempt.finished:
+                self.running.pop(job.id, None)  # nothing runs it: leave the row to the lifeline
+            raise
+
+    def _submit(self, attempt: Attempt) -> None:
+        """Hand a prepared attempt to a job thread; its outcome comes back through _finished."""
+        self._arm_timeout(attempt)
+        fn, arg = self._target(attempt)
+        self.threads.submit(fn, arg, functools.partial(self._finished, attempt),
+                            functools.partial(self._finished_late, attempt))
 
     def _target(self, attempt: Attempt) -> tuple[Callable[[Any], Any], Any]:
         spec = attempt.spec
@@ -335,12 +370,14 @@ class Producer:
                 result = early
             else:
                 prepare(attempt)
+                if not spec.is_async or spec.isolation == "process":
+                    # A thread cannot be cancelled: no task stands for it, so a stop request only
+                    # asks, and the slot stays held until the thread returns.
+                    attempt.task = None
+                    self._submit(attempt)
+                    return
                 self._arm_timeout(attempt)
-                if spec.is_async and spec.isolation != "process":
-                    result = await spec.perform(attempt.run_job)
-                else:
-                    fn, arg = self._target(attempt)
-                    result = await self.threads.run(fn, arg)
+                result = await spec.perform(attempt.run_job)
         except asyncio.CancelledError:
             if attempt.stop is None:  # cancelled from outside (the loop is going away): no ack
                 attempt.stop = "shutdown"
@@ -348,8 +385,32 @@ class Producer:
             error = exc
         self._finished(attempt, result, error)
 
+    def _task_done(self, attempt: Attempt, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never runs _run's handlers: finish it here."""
+        if not attempt.finished and attempt.task is task:
+            if attempt.stop is None:
+                attempt.stop = "shutdown"
+            self._finished(attempt, None, None)
+
+    def _finished_late(self, attempt: Attempt, result: Any, error: BaseException | None) -> None:
+        """On the job thread, after the node has stopped: a job left running at shutdown returned.
+        Its outcome is written on a connection of its own, while presence still covers the job
+        (presence.py waits for this), so a job that completed is not rescued and run again."""
+        outcome = finish(attempt, result, error)
+        if outcome is None:
+            return  # it stopped as asked: no outcome, the lifeline returns it to the queue
+        log_outcome(outcome)
+        try:
+            with psycopg.connect(self.pool.conninfo, autocommit=True, connect_timeout=10) as conn:
+                run_sync(conn, ack_fetch_plan(self.prefix, self.queue, [outcome.ack], 0, [self.node, self.uuid]))
+        except psycopg.Error as exc:
+            log.warning("could not record a job that finished after shutdown; the lifeline will rescue it",
+                        extra={"queue": self.queue, "job_id": attempt.job.id, "error": str(exc).strip()})
+
     def _finished(self, attempt: Attempt, result: Any, error: BaseException | None) -> None:
         """On the event loop: the job returned (or raised); queue its ack, keep its slot."""
+        if attempt.finished:
+            return  # never two outcomes for one attempt
         try:
             outcome = finish(attempt, result, error)
         except Exception:  # noqa: BLE001 - a bug here must not leave the slot held forever

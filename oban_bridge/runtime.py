@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from .db import load_query
 from .executor import Outcome
 from .isolation import Children
 from .notifier import Notifier
@@ -80,11 +81,18 @@ PRODUCER_CONNECTIONS = 4
 LANES = 2
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    set_json_loads(orjson.loads, conn)
-    # Fetched timestamps arrive as timestamptz (ack_fetch_jobs.sql); in a UTC session psycopg
-    # gives them datetime.timezone.utc, whatever the server's default time zone.
-    await conn.execute("SET TIME ZONE 'UTC'")
+def _configure(uuids: list[str]) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        set_json_loads(orjson.loads, conn)
+        # Fetched timestamps arrive as timestamptz (ack_fetch_jobs.sql); in a UTC session psycopg
+        # gives them datetime.timezone.utc, whatever the server's default time zone.
+        await conn.execute("SET TIME ZONE 'UTC'")
+        # Every connection that fetches also holds the producers' presence (presence.py): a job
+        # is never fetched by a connection the orphan rescue could not see.
+        for uuid in uuids:
+            await conn.execute(load_query("producer_presence"), {"uuid": uuid})
+
+    return configure
 
 
 def default_plugins() -> list[Plugin]:
@@ -163,7 +171,8 @@ class Runtime:
         await self._plugin_pool.open(wait=False)
         self.pool = AsyncConnectionPool(
             self.url, min_size=1, max_size=min(PRODUCER_CONNECTIONS, LANES * len(self.producers)), open=False,
-            kwargs={"autocommit": True}, configure=_configure, name="oban-producers")
+            kwargs={"autocommit": True}, configure=_configure([p.uuid for p in self.producers.values()]),
+            name="oban-producers")
         await self.pool.open(wait=False)
         for producer in self.producers.values():
             producer.pool = self.pool
@@ -188,7 +197,11 @@ class Runtime:
         if not self._started:
             return
         self._started = False
-        left = sum(await asyncio.gather(*(p.stop(grace) for p in self.producers.values())))
+        await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
+        # From here a job thread that returns records its own outcome (presence still covers it);
+        # what returned before was handed back and is written by the producers' last cycles.
+        self.threads.detach()
+        left = sum(await asyncio.gather(*(p.abandon() for p in self.producers.values())))
         for plugin in self.plugins:
             await plugin.stop()
         await self.peer.stop()

@@ -7,6 +7,9 @@ finishes one schedules a single callback on the loop unless one is already pendi
 jobs finishing together costs one wake-up. A thread is never taken from a job that overran its
 timeout: Python cannot kill one, so the job keeps its thread (and the producer its slot) until it
 really returns; there is always a thread per running job, started on demand.
+
+Once the node has stopped (`detach`), a job that returns after all is handed to its `late`
+callback on its own thread, which records it while the node's presence still covers the job.
 """
 
 from __future__ import annotations
@@ -20,51 +23,61 @@ from queue import SimpleQueue
 from typing import Any
 
 Done = Callable[[Any, BaseException | None], None]
-_Item = tuple[Callable[[Any], Any], Any, Done]
+_Item = tuple[Callable[[Any], Any], Any, Done, Done | None]
 
 
 class JobThreads:
     def __init__(self, name: str = "oban-job") -> None:
         self.name = name
         self._work: SimpleQueue[_Item | None] = SimpleQueue()
-        self._finished: deque[tuple[Done, Any, BaseException | None]] = deque()
+        self._finished: deque[tuple[Done, Done | None, Any, BaseException | None]] = deque()
+        self._lock = threading.Lock()
         self._scheduled = False
+        self._detached = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
-        # One flag per thread, written only by that thread: whether it is inside a job. Readable
-        # from any thread after the loop has stopped (Presence waits on it).
+        # One flag per thread, written only by that thread: whether it is inside a job (or still
+        # recording one late). Readable from any thread; Presence waits on it.
         self._in_job: list[bool] = []
         self._submitted = 0  # jobs handed over and not yet handed back (event loop thread only)
 
-    def submit(self, fn: Callable[[Any], Any], arg: Any, done: Done) -> None:
-        """Run `fn(arg)` on a job thread; `done(result, error)` runs later on the event loop. Call
-        from the event loop thread only. Job threads run in a copy of the context they were
-        started from (the runtime's), so `runtime.current()` works in plain-def jobs."""
+    def submit(self, fn: Callable[[Any], Any], arg: Any, done: Done, late: Done | None = None) -> None:
+        """Run `fn(arg)` on a job thread; `done(result, error)` runs later on the event loop (or
+        `late` on the job thread, after `detach`). Call from the event loop thread only. Job
+        threads run in a copy of the context they were started from (the runtime's), so
+        `runtime.current()` works in plain-def jobs."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         self._submitted += 1
         if self._submitted > len(self._threads):
             self._spawn()
-        self._work.put((fn, arg, done))
-
-    def run(self, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future[Any]:
-        """`submit` as an awaitable, for the job paths that are coroutines anyway."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(result: Any, error: BaseException | None) -> None:
-            if future.cancelled():
-                return
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-        self.submit(fn, arg, done)
-        return future
+        self._work.put((fn, arg, done, late))
 
     def busy(self) -> int:
         """Threads inside a job right now, from any thread."""
         return sum(self._in_job)
+
+    def drain(self) -> None:
+        """Hand back every job that has finished (event loop thread)."""
+        with self._lock:
+            self._scheduled = False
+            items = list(self._finished)
+            self._finished.clear()
+        self._submitted -= len(items)
+        for done, _, result, error in items:
+            done(result, error)
+
+    def detach(self) -> None:
+        """The node is stopping (event loop thread, while producers can still write): jobs that
+        returned are handed back now, and from now on a job that returns is recorded by its
+        `late` callback on its own thread."""
+        with self._lock:
+            self._detached = True
+            items = list(self._finished)
+            self._finished.clear()
+        self._submitted -= len(items)
+        for done, _, result, error in items:
+            done(result, error)
 
     def shutdown(self) -> None:
         """Idle threads exit; a thread still inside a job exits when the job returns."""
@@ -87,35 +100,33 @@ class JobThreads:
         thread.start()
 
     def _serve(self, index: int) -> None:
-        get, finished, in_job = self._work.get, self._finished, self._in_job
+        get, finished, in_job, lock = self._work.get, self._finished, self._in_job, self._lock
         while True:
             item = get()
             if item is None:
                 return
-            fn, arg, done = item
+            fn, arg, done, late = item
             in_job[index] = True
             try:
                 result, error = fn(arg), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop, never lost here
+            except BaseException as exc:  # noqa: BLE001 - handed back, never lost here
                 result, error = None, exc
-            in_job[index] = False
-            finished.append((done, result, error))
-            # Order matters: append, then read the flag. _drain clears the flag before it reads the
-            # deque, so whatever this thread appended is either drained now or scheduled again.
-            if not self._scheduled:
-                self._scheduled = True
-                loop = self._loop
-                if loop is not None and not loop.is_closed():
+            with lock:
+                detached = self._detached
+                schedule = False
+                if not detached:
+                    finished.append((done, late, result, error))
+                    schedule, self._scheduled = not self._scheduled, True
+            if detached:
+                if late is not None:
                     try:
-                        loop.call_soon_threadsafe(self._drain)
-                    except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+                        late(result, error)
+                    except Exception:  # noqa: BLE001 - never kill the thread over a record
                         pass
-            del item, fn, arg, done, result, error
-
-    def _drain(self) -> None:
-        self._scheduled = False
-        finished = self._finished
-        while finished:
-            done, result, error = finished.popleft()
-            self._submitted -= 1
-            done(result, error)
+            elif schedule and self._loop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self.drain)
+                except RuntimeError:  # the loop closed without detaching us: nothing to hand to
+                    pass
+            in_job[index] = False
+            del item, fn, arg, done, late, result, error

@@ -140,6 +140,17 @@ def overrun(job: Job) -> None:
     _record(job, start)
 
 
+@worker("py.ProOverrun", queue="overrun", timeout=0.3, max_attempts=3, backoff=lambda job: 0)
+class ProOverrun:
+    """py.Overrun with a Pro hook, so it runs through the coroutine path (gate, then a thread)."""
+
+    def process(self, job: Job) -> None:
+        overrun(job)
+
+    def after_process(self, state: str, job: Job, result: Any) -> None:
+        pass
+
+
 @worker("py.Hard", queue="hard", timeout=0.5, max_attempts=1, isolation="process")
 def hard(job: Job) -> None:
     time.sleep(float(job.args.get("seconds", 60)))
