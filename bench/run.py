@@ -230,20 +230,7 @@ def bridge_cpu(url: str, jobs: int, units: int, limit: int, processes: str) -> f
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.Cpu', 'cpu', "
                     "jsonb_build_object('units', %s::int) FROM generate_series(1, %s) g", [units, jobs])
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
-    node = subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", f"cpu:{limit}",
-                             "--processes", processes], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while asyncio.run(completed(url)) < jobs:
-            time.sleep(0.1)
-    finally:
-        node.terminate()
-        node.wait(120)
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT extract(epoch FROM max(completed_at) - min(attempted_at)) FROM oban_jobs").fetchone()
-    assert row is not None
-    return jobs / float(row[0])
+    return run_node(url, f"cpu:{limit}", jobs, "--processes", processes)[0]
 
 
 # peak concurrency, `oban-bridge start` and idle cost -----------------------------------------------
@@ -271,19 +258,16 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_node(url: str, queues: str) -> subprocess.Popen[bytes]:
+def start_node(url: str, queues: str, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
-    return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", queues],
+    return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", queues, *extra],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def bridge_start(url: str, jobs: int, limit: int) -> dict[str, float]:
-    asyncio.run(reset(url))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
-                     "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
-    asyncio.run(analyze(url))
-    node = start_node(url, f"bench:{limit}")
+def run_node(url: str, queues: str, jobs: int, *extra: str) -> tuple[float, float]:
+    """`oban-bridge start` until `jobs` are completed: (jobs/s from the first attempt to the last
+    completion, so start-up is not counted; the process's CPU seconds, start-up included)."""
+    node = start_node(url, queues, *extra)
     try:
         while asyncio.run(completed(url)) < jobs:
             time.sleep(0.05)
@@ -294,7 +278,17 @@ def bridge_start(url: str, jobs: int, limit: int) -> dict[str, float]:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT extract(epoch FROM max(completed_at) - min(attempted_at)) FROM oban_jobs").fetchone()
     assert row is not None
-    return {"rate": jobs / float(row[0]), "cpu_us": cpu / jobs * 1e6, "peak": peak(url, "bench")}
+    return jobs / float(row[0]), cpu
+
+
+def bridge_start(url: str, jobs: int, limit: int) -> dict[str, float]:
+    asyncio.run(reset(url))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
+                     "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
+    asyncio.run(analyze(url))
+    rate, cpu = run_node(url, f"bench:{limit}", jobs)
+    return {"rate": rate, "cpu_us": cpu / jobs * 1e6, "peak": peak(url, "bench")}
 
 
 def bridge_idle(url: str, warmup: float, window: float) -> dict[str, float]:

@@ -88,7 +88,7 @@ class Producer:
         self.threads = threads
         self.children = children or Children()
         self.on_outcome = on_outcome
-        self.lanes = max(1, lanes)
+        self.max_lanes = max(1, lanes)
         self.resolve = resolve
         # Jobs holding a slot: fetched, and their outcome not yet committed.
         self.running: dict[int, Attempt] = {}
@@ -111,6 +111,13 @@ class Producer:
         self.started = asyncio.Event()
         self.started_at = iso_now()
         self.shutdown_started_at: str | None = None
+
+    @property
+    def lanes(self) -> int:
+        """Cycles this queue keeps in flight. A second one pays for itself from limit 100 up (PostgreSQL
+        works on one batch while Python handles the other's; bench/README.md), and costs below:
+        small batches, twice the statements, for jobs a single cycle fetches as fast."""
+        return self.max_lanes if self.limit >= 100 else 1
 
     def check(self, name: str) -> dict[str, Any]:
         """The producer's meta as basic.ex init/check_meta/refresh keep it, for gossip."""
@@ -181,7 +188,7 @@ class Producer:
         """Ask the jobs still running to stop and end the loop once what finished is written.
 
         `async def` jobs are cancelled and left `executing` for the lifeline, as Elixir leaves
-        them on shutdown: never lost. Job threads were detached first, so a plain-def job that
+        them on shutdown: never lost. Job threads were detached first (threads.drain), so a plain-def job that
         returns from now on records its own outcome (`_finished_late`). Returns how many were left."""
         left = [a for a in self.running.values() if not a.finished]
         for attempt in left:

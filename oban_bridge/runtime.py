@@ -122,10 +122,14 @@ class Runtime:
         self.threads = JobThreads()
         self.children = Children()
         self.pool: AsyncConnectionPool | None = None  # made in start(): pools belong to a loop
+        # Two cycles in flight pay for themselves only when each queue can have its own two
+        # connections: with more queues than that, one full-size cycle per queue does better
+        # (bench/README.md: 4 queues x 25 at one lane each, 1 queue x 100 at two).
+        lanes = max(1, min(LANES, PRODUCER_CONNECTIONS // max(1, len(limits))))
         self.producers = {
             queue: Producer(pool=None, prefix=prefix, queue=queue, limit=limit, node=node,
                             threads=self.threads, children=self.children, poll_interval=poll_interval,
-                            on_outcome=self._on_outcome, lanes=LANES)
+                            on_outcome=self._on_outcome, lanes=lanes)
             for queue, limit in limits.items()
         }
         self.presence = Presence(url, [p.uuid for p in self.producers.values()], busy=self.threads.busy)
@@ -200,7 +204,7 @@ class Runtime:
         await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
         # From here a job thread that returns records its own outcome (presence still covers it);
         # what returned before was handed back and is written by the producers' last cycles.
-        self.threads.detach()
+        self.threads.drain(detach=True)
         left = sum(await asyncio.gather(*(p.abandon() for p in self.producers.values())))
         for plugin in self.plugins:
             await plugin.stop()

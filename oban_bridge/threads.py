@@ -8,7 +8,7 @@ jobs finishing together costs one wake-up. A thread is never taken from a job th
 timeout: Python cannot kill one, so the job keeps its thread (and the producer its slot) until it
 really returns; there is always a thread per running job, started on demand.
 
-Once the node has stopped (`detach`), a job that returns after all is handed to its `late`
+Once the node has stopped (`drain(detach=True)`), a job that returns after all is handed to its `late`
 callback on its own thread, which records it while the node's presence still covers the job.
 """
 
@@ -57,22 +57,13 @@ class JobThreads:
         """Threads inside a job right now, from any thread."""
         return sum(self._in_job)
 
-    def drain(self) -> None:
-        """Hand back every job that has finished (event loop thread)."""
+    def drain(self, *, detach: bool = False) -> None:
+        """Hand back every job that has finished (event loop thread). With `detach` (the node is
+        stopping, its producers can still write): from then on a job that returns is recorded by
+        its `late` callback on its own thread instead."""
         with self._lock:
             self._scheduled = False
-            items = list(self._finished)
-            self._finished.clear()
-        self._submitted -= len(items)
-        for done, _, result, error in items:
-            done(result, error)
-
-    def detach(self) -> None:
-        """The node is stopping (event loop thread, while producers can still write): jobs that
-        returned are handed back now, and from now on a job that returns is recorded by its
-        `late` callback on its own thread."""
-        with self._lock:
-            self._detached = True
+            self._detached = self._detached or detach
             items = list(self._finished)
             self._finished.clear()
         self._submitted -= len(items)
