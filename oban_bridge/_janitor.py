@@ -8,6 +8,9 @@ takes it first), the janitor tries an exclusive lock on that file: when it succe
 and it stops the server with a fast shutdown and exits.
 
     python _janitor.py DATA_DIR
+
+embedded.py reads postmaster.pid and removes socket directories with the helpers here, so the two
+agree on both.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def stop(data_dir: str) -> None:
     deadline = time.monotonic() + 60
     while os.path.exists(os.path.join(data_dir, "postmaster.pid")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    remove_socket_dir(data_dir, socket_dir)
+
+
+def remove_socket_dir(data_dir: str, socket_dir: str) -> None:
+    """A private socket directory made for a long or odd data directory path goes with its server."""
     if socket_dir != data_dir and os.path.basename(socket_dir).startswith("oban_bridge-"):
         shutil.rmtree(socket_dir, ignore_errors=True)
 

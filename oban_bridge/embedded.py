@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ._janitor import USERS_FILE, postmaster, remove_socket_dir
 from .errors import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ SUPERUSER = "postgres"
 PORT = 5432
 # PostgreSQL refuses to run as root; a root process runs it as this system user instead.
 SERVICE_USER = "oban_bridge"
-USERS_FILE = "oban_bridge.users"
 LOG_FILE = "server.log"
 INITDB_DIR = ".initdb"
 # sun_path holds 108 bytes on Linux and 104 on macOS, terminator included.
@@ -348,9 +348,7 @@ class EmbeddedServer:
         if info is None or not self._running():
             return
         self._run(self.binaries.tool("pg_ctl"), "stop", "-D", ".", "-w", "-m", "fast")
-        socket_dir = Path(info[1])
-        if socket_dir != self.data_dir and socket_dir.name.startswith("oban_bridge-"):
-            shutil.rmtree(socket_dir, ignore_errors=True)
+        remove_socket_dir(str(self.data_dir), info[1])
         log.info("embedded postgres stopped", extra={"data_dir": str(self.data_dir)})
 
     def _spawn_janitor(self) -> None:
@@ -375,11 +373,7 @@ class EmbeddedServer:
         return True
 
     def _postmaster(self) -> tuple[int, str] | None:
-        try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-            return int(lines[0]), lines[4]
-        except (OSError, ValueError, IndexError):
-            return None
+        return postmaster(str(self.data_dir))
 
     def _socket_dir(self) -> Path:
         """The data directory, unless its path is too long for a socket or would need quoting in
