@@ -113,11 +113,14 @@ async def test_an_isolated_job_is_killed_at_its_timeout(db_url: str) -> None:
 
 
 async def test_a_cancelled_def_job_that_checks_stops_and_is_recorded_as_elixir_records_a_pkill(db_url: str) -> None:
+    workers.polite_started.clear()
     workers.polite_stopped.clear()
     workers.spans.clear()
     async with AsyncObanBridge(db_url, queues={"polite": 1}, plugins=[], poll_interval=0.05) as oban:
         job = await oban.insert(Job.new("py.Polite", {}, queue="polite"))
-        await wait_for(lambda: count(db_url, f"id = {job.id} AND state = 'executing'") == 1)
+        # The row is executing before the function runs; a pkill in between cancels the job
+        # without running it, so wait until the function itself is looping.
+        assert await asyncio.to_thread(workers.polite_started.wait, 10)
         pkill(db_url, job.id)  # type: ignore[arg-type]
         await asyncio.to_thread(workers.polite_stopped.wait, 5)
         assert workers.polite_stopped.is_set()
@@ -132,11 +135,12 @@ async def test_a_cancelled_def_job_that_checks_stops_and_is_recorded_as_elixir_r
 
 async def test_a_cancelled_job_keeps_its_slot_until_it_stops(db_url: str) -> None:
     """Limit 1: the job queued behind a cancelled one starts only after it has really returned."""
+    workers.polite_started.clear()
     workers.polite_stopped.clear()
     workers.spans.clear()
     async with AsyncObanBridge(db_url, queues={"polite": 1}, plugins=[], poll_interval=0.05) as oban:
         job = await oban.insert(Job.new("py.Polite", {}, queue="polite"))
-        await wait_for(lambda: count(db_url, f"id = {job.id} AND state = 'executing'") == 1)
+        assert await asyncio.to_thread(workers.polite_started.wait, 10)
         await oban.insert(Job.new("py.Span", {"ms": 1}, queue="polite"))
         pkill(db_url, job.id)  # type: ignore[arg-type]
         await wait_for(lambda: len(recorded("py.Span")) == 1)

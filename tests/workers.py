@@ -109,6 +109,7 @@ def stubborn(job: Job) -> None:
 
 spans: list[tuple[str, int, int, float, float]] = []  # (worker, job id, attempt, start, end)
 spans_lock = threading.Lock()
+polite_started = threading.Event()
 polite_stopped = threading.Event()
 
 
@@ -160,6 +161,7 @@ def hard(job: Job) -> None:
 def polite(job: Job) -> None:
     """Checks `job.cancelled`, as a long def job should."""
     start = time.perf_counter()
+    polite_started.set()
     while not job.cancelled:
         time.sleep(0.02)
     polite_stopped.set()
