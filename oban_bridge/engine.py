@@ -112,23 +112,37 @@ def check_available_plan(prefix: str) -> Plan[list[str]]:
     return [r["queue"] for r in rows]
 
 
-def prune_plan(prefix: str, max_age: float, limit: int) -> Plan[list[dict[str, Any]]]:
+def prune_plan(prefix: str, max_age: float, limit: int,
+               queues: Sequence[str] | None = None) -> Plan[list[dict[str, Any]]]:
+    """`queues=None` prunes every queue, as Elixir's Pruner does."""
     before = db_now() - timedelta(seconds=max_age)
-    pruned = yield Query(prefixed("prune_jobs", prefix), {"before": before, "limit": limit})
+    params = {"before": before, "limit": limit, "queues": None if queues is None else list(queues)}
+    pruned = yield Query(prefixed("prune_jobs", prefix), params)
     return pruned  # type: ignore[no-any-return]
 
 
-def rescue_plan(prefix: str, rescue_after: float) -> Plan[list[dict[str, Any]]]:
+def rescue_plan(prefix: str, rescue_after: float, *, everything: bool = False) -> Plan[list[dict[str, Any]]]:
     now = db_now()
     before = now - timedelta(seconds=rescue_after)
-    rescued = yield Query(prefixed("rescue_jobs", prefix), {"now": now, "before": before})
+    rescued = yield Query(prefixed("rescue_jobs", prefix), {"now": now, "before": before, "everything": everything})
     return rescued  # type: ignore[no-any-return]
 
 
-def rescue_orphans_plan(prefix: str, grace: float) -> Plan[list[dict[str, Any]]]:
-    now = db_now()
-    rescued = yield Query(prefixed("rescue_orphans", prefix), {"now": now, "before": now - timedelta(seconds=grace)})
+def absent_producers_plan(prefix: str) -> Plan[set[str]]:
+    rows = yield Query(prefixed("absent_producers", prefix))
+    return {r["uuid"] for r in rows}
+
+
+def rescue_orphans_plan(prefix: str, uuids: Sequence[str]) -> Plan[list[dict[str, Any]]]:
+    if not uuids:
+        return []
+    rescued = yield Query(prefixed("rescue_orphans", prefix), {"now": db_now(), "uuids": list(uuids)})
     return rescued  # type: ignore[no-any-return]
+
+
+def queue_workers_plan(prefix: str, queues: Sequence[str]) -> Plan[list[dict[str, Any]]]:
+    rows = yield Query(prefixed("queue_workers", prefix), {"queues": list(queues)})
+    return rows  # type: ignore[no-any-return]
 
 
 def elect_plan(prefix: str, name: str, node: str, lease: float) -> Plan[bool]:

@@ -172,9 +172,14 @@ class Producer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"oban-producer-{self.queue}")
 
-    async def stop(self, grace: float) -> None:
-        """Stop fetching and give running jobs `grace` seconds; their acks are written as they
-        finish. The runtime then detaches the job threads and calls `abandon`."""
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop fetching and give running jobs `grace` seconds (None: as long as they take); their
+        acks are written as they finish. At shutdown the runtime then detaches the job threads
+        and calls `abandon`; a queue stopped alone ends its loop once idle."""
         self._stopping = True
         self.paused = True  # basic.ex shutdown/2: paused, with shutdown_started_at set
         self.shutdown_started_at = iso_now()

@@ -2,8 +2,8 @@
 
 Behaves on the table and on the channels like an Elixir Oban node with the Basic engine: it only
 ever fetches its own queues, wakes on `insert` notifications (Elixir's too), obeys `signal`
-notifications addressed to any node or to `<name>.<node>`, and stamps `attempted_by` with
-`[node, producer uuid]`.
+notifications addressed to any node or to this node under any instance name (see `addressed`), and
+stamps `attempted_by` with `[node, producer uuid]`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,12 +21,13 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from .db import load_query
+from .db import load_query, run_async
+from .engine import queue_workers_plan
 from .executor import Outcome
 from .isolation import Children
 from .notifier import Notifier
 from .peer import Peer
-from .plugins.base import Plugin
+from .plugins.base import Plugin, Scope
 from .plugins.gossip import Gossip
 from .plugins.met import Met
 from .plugins.lifeline import Lifeline
@@ -33,6 +36,7 @@ from .plugins.stager import Stager
 from .presence import Presence
 from .producer import Producer
 from .threads import JobThreads
+from .worker import lookup
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +99,28 @@ def _configure(uuids: list[str]) -> Callable[[psycopg.AsyncConnection[Any]], Awa
     return configure
 
 
-def default_plugins() -> list[Plugin]:
-    return [Stager(), Pruner(), Lifeline(), Gossip(), Met()]
+def default_plugins(scope: Scope = "own") -> list[Plugin]:
+    """The plugins `start` runs: Elixir's defaults for intervals and ages, acting only on what this
+    instance owns unless `scope="all"` (see plugins/base.py)."""
+    return [Stager(), Pruner(scope=scope), Lifeline(scope=scope), Gossip(), Met()]
+
+
+# What `inspect(conf.name)` gives for an Oban instance name (lib/oban/config.ex to_ident/1): an
+# alias (`Oban`, `MyApp.Oban`) or an atom (`:jobs`, `:"my jobs"`). Oban Web and Elixir code address
+# a node's queues as "<their instance name>.<node>"; a Python node answers whatever name they use,
+# since it runs under a name of its own. The pattern keeps "Oban.web.host" (node "web.host") from
+# reaching a node called "host".
+_INSTANCE_NAME = re.compile(r'[A-Z][A-Za-z0-9_]*(?:\.[A-Z][A-Za-z0-9_]*)*|:[a-z_][A-Za-z0-9_@]*[?!]?|:"(?:[^"\\]|\\.)*"')
+
+
+def addressed(ident: object, name: str, node: str) -> bool:
+    """Whether a signal's `ident` reaches this node: "any", or "<instance name>.<node>"."""
+    if ident == "any" or ident is None:
+        return True
+    if not isinstance(ident, str) or not ident.endswith("." + node):
+        return False
+    head = ident[: -len(node) - 1]
+    return head == name or _INSTANCE_NAME.fullmatch(head) is not None
 
 
 class Runtime:
@@ -141,12 +165,26 @@ class Runtime:
         self.notifier.subscribe("insert", self._on_insert)
         self.notifier.subscribe("signal", self._on_signal)
         self.notifier.subscribe("leader", self.peer.on_leader_down)
+        self.notifier.subscribe("gossip", self._on_gossip)
+        for plugin in self.plugins:
+            for chan, handler in plugin.listens().items():
+                self.notifier.subscribe(chan, handler)
+        self._instance_queues: dict[str, float] = {}  # queue -> when a node of this instance last ran it
         self._started = False
         self._plugin_pool: AsyncConnectionPool | None = None
+        self._stops: set[asyncio.Task[None]] = set()
+        self._check_task: asyncio.Task[None] | None = None
 
     # Context for plugins
     def is_leader(self) -> bool:
         return self.peer.leader
+
+    def instance_queues(self) -> set[str]:
+        """The queues this instance's nodes run: this node's, and those its peers checked in with
+        (gossip) in the last minute. What the pruner keeps to by default."""
+        now = time.monotonic()
+        self._instance_queues = {q: t for q, t in self._instance_queues.items() if now - t < 60}
+        return set(self.producers) | set(self._instance_queues)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         for met in self._met:
@@ -195,13 +233,37 @@ class Runtime:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
         except TimeoutError:
             log.warning("runtime started before every queue and the notifier were ready")
+        self._check_task = asyncio.create_task(self._warn_unknown_workers(), name="oban-worker-check")
         log.info("oban_bridge started", extra={"node": self.node, "instance": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
+
+    async def _warn_unknown_workers(self) -> None:
+        """A queue shared with Elixir nodes must be served by nodes that define every worker in it:
+        a job this node fetches for a worker it lacks fails with `unknown worker`. Say so at start,
+        rather than at the first such job."""
+        try:
+            async with self.plugin_pool().connection() as conn:
+                rows = await run_async(conn, queue_workers_plan(self.prefix, sorted(self.producers)))
+        except Exception as exc:  # noqa: BLE001 - a warning that cannot be computed is skipped
+            log.debug("could not check the workers of waiting jobs", extra={"error": str(exc)})
+            return
+        missing: dict[str, list[str]] = {}
+        for row in rows:
+            if lookup(row["worker"]) is None:
+                missing.setdefault(row["queue"], []).append(row["worker"])
+        for queue, names in missing.items():
+            log.warning("queue %s holds jobs for workers this node does not define: %s; it will fail "
+                        "them with 'unknown worker' (run the queue only on nodes that define every "
+                        "worker in it)", queue, ", ".join(names),
+                        extra={"queue": queue, "workers": names, "node": self.node})
 
     async def stop(self, grace: float = 15.0) -> None:
         if not self._started:
             return
         self._started = False
         await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
+        for task in [*self._stops, self._check_task]:
+            if task is not None:
+                task.cancel()
         # From here a job thread that returns records its own outcome (presence still covers it);
         # what returned before was handed back and is written by the producers' last cycles.
         self.threads.drain(detach=True)
@@ -232,10 +294,19 @@ class Runtime:
         if producer is not None:
             producer.wake()
 
+    def _on_gossip(self, message: dict[str, Any]) -> None:
+        checks = message.get("checks")
+        if not isinstance(checks, list):
+            return
+        now = time.monotonic()
+        for check in checks:
+            if isinstance(check, dict) and check.get("name") == self.name and isinstance(check.get("queue"), str):
+                self._instance_queues[check["queue"]] = now
+
     def _on_signal(self, message: dict[str, Any]) -> None:
-        """lib/oban/queue/producer.ex handle_info({:notification, :signal, ...})."""
-        ident = message.get("ident", "any")
-        if ident != "any" and ident != self.ident:
+        """lib/oban/queue/producer.ex handle_info({:notification, :signal, ...}) and
+        lib/oban/midwife.ex (stop), for the idents lib/oban.ex scope_signal/2 writes."""
+        if not addressed(message.get("ident", "any"), self.name, self.node):
             return
         action = message.get("action")
         if action == "pkill":
@@ -245,8 +316,8 @@ class Runtime:
                     log.info("job killed by signal", extra={"job_id": job_id})
             return
         queue = message.get("queue")
-        if queue == "*":
-            targets = list(self.producers.values())
+        if queue == "*" and action in ("pause", "resume"):
+            targets = list(self.producers.values())  # only pause and resume take "*" in producer.ex
         elif isinstance(queue, str) and queue in self.producers:
             targets = [self.producers[queue]]
         else:
@@ -260,7 +331,25 @@ class Runtime:
                 limit = message.get("limit")
                 if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
                     producer.scale(limit)
+                    log.info("queue scaled by signal", extra={"queue": producer.queue, "limit": limit})
                 else:
-                    log.warning("ignored scale signal with a bad limit", extra={"signal": message})
+                    # Pro's global_limit / rate_limit / partition options have no meaning here yet.
+                    log.warning("ignored scale signal without a positive limit", extra={"signal": message})
+            elif action == "stop":
+                self._stop_queue(producer)
             else:
                 log.warning("ignored unknown signal", extra={"signal": message})
+
+    def _stop_queue(self, producer: Producer) -> None:
+        """midwife.ex stop_queue/2: the queue stops fetching, its running jobs finish (their
+        outcomes written), then it is gone from this node and from its check-ins."""
+        async def stop() -> None:
+            await producer.stop(None)
+            if self.producers.get(producer.queue) is producer:
+                del self.producers[producer.queue]
+            log.info("queue stopped by signal", extra={"queue": producer.queue, "node": self.node})
+
+        if not producer.stopping:
+            task = asyncio.get_running_loop().create_task(stop(), name=f"oban-stop-{producer.queue}")
+            self._stops.add(task)
+            task.add_done_callback(self._stops.discard)

@@ -15,7 +15,7 @@ import pytest
 
 from oban_bridge import AsyncObanBridge, Job
 from oban_bridge.db import run_sync
-from oban_bridge.engine import rescue_orphans_plan
+from oban_bridge.engine import absent_producers_plan, rescue_orphans_plan
 from oban_bridge.notifier import channel, encode
 from oban_bridge.plugins.stager import Stager
 
@@ -164,7 +164,8 @@ async def test_a_job_left_running_at_shutdown_is_not_rescued_while_it_runs(db_ur
 
     def rescue() -> list[dict[str, Any]]:
         with psycopg.connect(db_url, autocommit=True) as conn:
-            return run_sync(conn, rescue_orphans_plan("public", 0))
+            absent = run_sync(conn, absent_producers_plan("public"))
+            return run_sync(conn, rescue_orphans_plan("public", sorted(absent)))
 
     while rows(db_url, f"id = {job.id}")[0]["state"] == "executing" and time.monotonic() - started < 10:
         assert rescue() == [], "the job was rescued while its thread still ran it"

@@ -137,7 +137,7 @@ async def test_elixir_signals_pause_scale_resume(db_url: str) -> None:
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("SELECT pg_notify(%s, %s)", [channel("public", "signal"), encode(payload)])
 
-    async with AsyncObanBridge(db_url, queues={"elixir": 5, "badges": 1}, poll_interval=0.1) as oban:
+    async with AsyncObanBridge(db_url, queues={"elixir": 5, "badges": 1}, poll_interval=0.1, node="py-node") as oban:
         producers = oban.runtime.producers  # type: ignore[union-attr]
         send(pause)
         await wait_for(lambda: producers["elixir"].paused)
@@ -336,7 +336,7 @@ async def test_pruner_deletes_old_finished_jobs_only(db_url: str) -> None:
         conn.execute(f"UPDATE oban_jobs SET state = 'cancelled', cancelled_at = {old} WHERE id = %s", [ids[1]])
         conn.execute(f"UPDATE oban_jobs SET state = 'discarded', discarded_at = {old} WHERE id = %s", [ids[2]])
         conn.execute("UPDATE oban_jobs SET state = 'completed', completed_at = now() WHERE id = %s", [ids[3]])
-    async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[Pruner(max_age=60, interval=0.05)]) as oban:
+    async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[Pruner(max_age=60, interval=0.05, scope="all")]) as oban:
         await wait_for(lambda: oban.runtime is not None and oban.runtime.is_leader())
         await wait_for(lambda: count(db_url, "TRUE") == 2)
     with psycopg.connect(db_url) as conn:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import psycopg
 
@@ -10,12 +11,29 @@ from ..tasks import cancel
 
 log = logging.getLogger("oban_bridge.plugins")
 
+# What the pruner and the lifeline may touch. "own": the queues this instance's nodes run and the
+# jobs oban_bridge producers attempted, so an Elixir app sharing the database keeps its history and
+# its long jobs whatever its own plugins say. "all": every queue and job, as Elixir's plugins act
+# (for deployments where Python nodes are the only Oban nodes).
+Scope = Literal["own", "all"]
+SCOPES = ("own", "all")
+
+
+def check_scope(plugin: str, scope: object) -> Scope:
+    if scope not in SCOPES:
+        raise ValueError(f"{plugin}: scope must be 'own' or 'all', got {scope!r}")
+    return scope  # type: ignore[return-value]
+
 
 class Context(Protocol):
     url: str
     prefix: str
+    name: str
+    node: str
 
     def is_leader(self) -> bool: ...
+
+    def instance_queues(self) -> set[str]: ...
 
     async def connection(self) -> psycopg.AsyncConnection[Any]: ...
 
@@ -27,6 +45,9 @@ class Plugin:
 
     interval: float = 1.0
     leader_only: bool = True
+    # Elixir's plugins first run one interval after start (e.g. plugins/pruner.ex init/1
+    # schedule_prune/1); those whose first run at start only helps say so.
+    run_at_start: bool = False
     name = "plugin"
 
     def __init__(self) -> None:
@@ -34,6 +55,10 @@ class Plugin:
 
     async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
         raise NotImplementedError
+
+    def listens(self) -> Mapping[str, Callable[[dict[str, Any]], Awaitable[None] | None]]:
+        """Notification channels this plugin hears, subscribed before the notifier starts."""
+        return {}
 
     def start(self, ctx: Context) -> None:
         self._task = asyncio.create_task(self._loop(ctx), name=f"oban-{self.name}")
@@ -43,8 +68,8 @@ class Plugin:
         self._task = None
 
     async def pause(self, first: bool) -> None:
-        """Wait for the next run: right away at start, then every `interval` seconds."""
-        if not first:
+        """Wait for the next run: every `interval` seconds, the first right away if `run_at_start`."""
+        if not (first and self.run_at_start):
             await asyncio.sleep(self.interval)
 
     async def _loop(self, ctx: Context) -> None:

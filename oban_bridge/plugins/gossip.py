@@ -15,6 +15,7 @@ from .base import Context, Plugin
 
 class Gossip(Plugin):
     name = "gossip"
+    run_at_start = True
     leader_only = False
 
     def __init__(self, *, interval: float = 1.0) -> None:

@@ -1,40 +1,76 @@
 """lib/oban/plugins/lifeline.ex: the leader returns jobs stuck `executing` for longer than
 `rescue_after` (60 minutes by default, as in Elixir) to `available`, or discards them when they have
-no attempts left. A job left executing by a crashed or stopped node comes back this way.
+no attempts left, every `interval` (1 minute), the first one interval after start. By default
+(scope "own") only jobs that oban_bridge producers attempted: an Elixir app's jobs may legitimately
+run for hours, and its own Lifeline, configured by that app, decides when they are stuck.
 
-Jobs of oban_bridge producers come back sooner: a producer holds a presence lock for as long as its
-process lives, so once the lock is gone (kill -9, a crash, a stop that left jobs running) its
-executing jobs are rescued after `orphan_grace` seconds instead of `rescue_after`. The grace covers
-a producer's connections reconnecting after a database restart."""
+Jobs of oban_bridge producers that are gone come back sooner. A producer holds a presence lock for
+as long as its process lives (presence.py), so every node looks, every `orphan_interval` seconds,
+for producers with executing jobs and no lock, and rescues their jobs once it has seen them absent
+at every look for `orphan_grace` seconds (30 by default). The grace is measured from the first look
+that found a producer absent, never from `attempted_at`: a producer whose connections were all
+dropped (a failover, a PgBouncer restart, `pg_terminate_backend`) takes its lock again within
+moments, is seen present, and keeps its jobs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
 
 from ..db import run_async
-from ..engine import rescue_orphans_plan, rescue_plan
-from .base import Context, Plugin, log
+from ..engine import absent_producers_plan, rescue_orphans_plan, rescue_plan
+from .base import Context, Plugin, Scope, check_scope, log
 
 
 class Lifeline(Plugin):
     name = "lifeline"
-    # Every node rescues orphans (a precise, idempotent update), so a dead leader's own jobs come
-    # back without waiting for its lease to expire; the time-based rescue stays with the leader.
+    # Every node looks for orphans (a dead leader's own jobs come back without waiting for its
+    # lease to expire); the time-based rescue stays with the leader.
     leader_only = False
+    run_at_start = True
 
-    def __init__(self, *, rescue_after: float = 3600, interval: float = 15, orphan_grace: float = 30) -> None:
+    def __init__(self, *, rescue_after: float = 3600, interval: float = 60, orphan_grace: float = 30,
+                 orphan_interval: float | None = None, scope: Scope = "own") -> None:
         super().__init__()
-        if rescue_after <= 0 or interval <= 0 or orphan_grace < 0:
-            raise ValueError("lifeline: rescue_after and interval must be positive, orphan_grace not negative")
+        for key, value in (("rescue_after", rescue_after), ("interval", interval), ("orphan_grace", orphan_grace)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                    (value == 0 and key != "orphan_grace"):
+                raise ValueError(f"lifeline: {key} must be a positive number, got {value!r}")
+        if orphan_interval is None:
+            # Several looks within the grace, so one unlucky look at a reconnecting producer never
+            # decides; a look every 5 s at most keeps an idle node cheap.
+            orphan_interval = min(5.0, max(0.05, orphan_grace / 4))
+        elif isinstance(orphan_interval, bool) or not isinstance(orphan_interval, (int, float)) or orphan_interval <= 0:
+            raise ValueError(f"lifeline: orphan_interval must be a positive number, got {orphan_interval!r}")
         self.rescue_after = rescue_after
-        self.interval = interval
+        self.rescue_interval = interval
         self.orphan_grace = orphan_grace
+        self.interval = orphan_interval
+        self.scope = check_scope("lifeline", scope)
+        self._absent_since: dict[str, float] = {}
+        self._last_look: float | None = None
+        self._next_rescue: float | None = None
 
     async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
-        rescued = await run_async(conn, rescue_orphans_plan(ctx.prefix, self.orphan_grace))
-        if ctx.is_leader():
-            rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after))
+        now = time.monotonic()
+        absent = await run_async(conn, absent_producers_plan(ctx.prefix))
+        # A producer counts as absent since the first look that found it so, provided no look was
+        # skipped (a stalled loop): after a gap, what happened in between is unknown, so start over.
+        gap = self._last_look is not None and now - self._last_look > 3 * self.interval + 1.0
+        self._absent_since = {u: now if gap else self._absent_since.get(u, now) for u in absent}
+        self._last_look = now
+        due = sorted(u for u, since in self._absent_since.items() if now - since >= self.orphan_grace)
+        rescued = await run_async(conn, rescue_orphans_plan(ctx.prefix, due)) if due else []
+        for uuid in due:
+            self._absent_since.pop(uuid, None)
+        if self._next_rescue is None:
+            self._next_rescue = now + self.rescue_interval
+        if now >= self._next_rescue:
+            self._next_rescue = now + self.rescue_interval
+            if ctx.is_leader():
+                rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after,
+                                                             everything=self.scope == "all"))
         if rescued:
-            log.warning("lifeline rescued jobs", extra={"jobs": [r["id"] for r in rescued]})
+            log.warning("lifeline rescued jobs", extra={"plugin": self.name, "jobs": [r["id"] for r in rescued]})

@@ -1,14 +1,24 @@
 """Metrics for Oban Web, as oban_met 1.3.0 broadcasts them (lib/oban/met/listener.ex, reporter.ex,
 values/sketch.ex, values/gauge.ex): every second each node sends the jobs it finished as
 `exec_time` and `wait_time` sketches (DDSketch bins, relative error 0.02, over native-unit —
-nanosecond — durations) and `exec_count` gauges per state, queue and worker; the leader also sends
-`full_count` gauges per state and queue."""
+nanosecond — durations) and `exec_count` gauges per state, queue and worker; a leader also sends
+`full_count` gauges per state and queue.
+
+oban_met's recorder keys each gauge by its labels *and the sending node*, and Oban Web sums the
+latest of every key (recorder.ex latest/3): two leaders counting the same table show every job
+twice. An Elixir leader with oban_met counts every queue, Python's included, so the Python leader
+counts only while no other node's counts are heard: it listens before its first count, and falls
+silent for a few seconds (a random few, so two Python instances settle on one) whenever another
+sender's counts arrive. Like reporter.ex, a state past `estimate_limit` rows is estimated from the
+planner instead of counted."""
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -38,15 +48,52 @@ def sketch(values: list[int]) -> dict[str, Any]:
     return {"data": dict(data), "size": len(values)}
 
 
+# reporter.ex @empty_states: the states oban_met counts.
+COUNTED = ("available", "cancelled", "completed", "discarded", "executing", "retryable", "scheduled", "suspended")
+
+
 class Met(Plugin):
     name = "met"
     leader_only = False
+    run_at_start = True
 
-    def __init__(self, *, interval: float = 1.0, full_counts: bool = True) -> None:
+    def __init__(self, *, interval: float = 1.0, full_counts: bool = True, estimate_limit: int = 50_000,
+                 listen_first: float = 2.5, defer_for: tuple[float, float] = (4.0, 7.0)) -> None:
         super().__init__()
         self.interval = interval
         self.full_counts = full_counts
+        self.estimate_limit = estimate_limit
+        self.listen_first = listen_first
+        self.defer_for = defer_for
         self._samples: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+        self._ident: tuple[str, str] | None = None
+        self._started = 0.0
+        self._quiet_until = 0.0
+        self._totals: dict[str, int] = {}
+        self._queues: list[str] = []
+        self._checks = 0
+        self._queues_at: int | None = None
+
+    def listens(self) -> Mapping[str, Callable[[dict[str, Any]], Awaitable[None] | None]]:
+        return {"metrics": self._heard} if self.full_counts else {}
+
+    def _heard(self, message: dict[str, Any]) -> None:
+        if (message.get("name"), message.get("node")) == self._ident:
+            return
+        metrics = message.get("metrics")
+        if isinstance(metrics, list) and any(isinstance(m, dict) and m.get("series") == "full_count" for m in metrics):
+            self._quiet_until = max(self._quiet_until, time.monotonic() + random.uniform(*self.defer_for))
+
+    def counting(self, leader: bool) -> bool:
+        """Whether this node sends full counts now: the leader, once it has listened a while,
+        and while no other node's counts are heard."""
+        now = time.monotonic()
+        return leader and now - self._started >= self.listen_first and now >= self._quiet_until
+
+    def start(self, ctx: Context) -> None:
+        self._ident = (ctx.name, ctx.node)
+        self._started = time.monotonic()
+        super().start(ctx)
 
     def record(self, event: str, queue: str, worker: str, duration: float, queue_time: float) -> None:
         # Durations in the native time unit (ns), at least 1 (listener.ex handle_event/4).
@@ -67,13 +114,40 @@ class Met(Plugin):
             return None
         return {"metrics": metrics, "name": name, "node": node, "time": int(time.time())}
 
+    async def full_count(self, prefix: str, conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+        """reporter.ex checks/1: exact counts for states under `estimate_limit` jobs at the last
+        check, the planner's estimate per queue for the others; queues re-read every 60 checks."""
+        table = sql.SQL("{}.oban_jobs").format(sql.Identifier(prefix))
+        guessed = [s for s in COUNTED if self._totals.get(s, 0) >= self.estimate_limit]
+        exact = [s for s in COUNTED if s not in guessed]
+        if guessed and (self._queues_at is None or self._checks - self._queues_at >= 60):
+            rows = await (await conn.execute(sql.SQL("SELECT DISTINCT queue FROM {}").format(table))).fetchall()
+            self._queues, self._queues_at = sorted(r[0] for r in rows), self._checks
+        self._checks += 1
+        counts: list[tuple[str, str, int]] = []
+        async with conn.transaction():
+            cur = await conn.execute(sql.SQL(
+                "SELECT state::text, queue, count(*) FROM {} WHERE state = ANY(%s::{}.oban_job_state[]) GROUP BY state, queue"
+            ).format(table, sql.Identifier(prefix)), [exact])
+            counts += [(s, q, int(n)) for s, q, n in await cur.fetchall()]
+            explain = sql.SQL("EXPLAIN (FORMAT JSON) SELECT id FROM {} WHERE state = %s::{}.oban_job_state "
+                              "AND queue = %s").format(table, sql.Identifier(prefix))
+            for state in guessed:
+                for queue in self._queues:
+                    plan = (await (await conn.execute(explain, [state, queue])).fetchone() or [[{}]])[0]
+                    rows_guess = int(plan[0].get("Plan", {}).get("Plan Rows", 0))
+                    if rows_guess:
+                        counts.append((state, queue, rows_guess))
+        totals: dict[str, int] = defaultdict(int)
+        for state, _, n in counts:
+            totals[state] += n
+        self._totals = dict(totals)
+        return [{"series": "full_count", "state": s, "queue": q, "value": {"data": [n]}} for s, q, n in counts]
+
     async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
         full: list[dict[str, Any]] = []
-        if self.full_counts and ctx.is_leader():
-            rows = await (await conn.execute(sql.SQL(
-                "SELECT state::text, queue, count(*) FROM {}.oban_jobs GROUP BY state, queue"
-            ).format(sql.Identifier(ctx.prefix)))).fetchall()
-            full = [{"series": "full_count", "state": s, "queue": q, "value": {"data": [n]}} for s, q, n in rows]
-        payload = self.payload(ctx.name, ctx.node, full)  # type: ignore[attr-defined]
+        if self.full_counts and self.counting(ctx.is_leader()):
+            full = await self.full_count(ctx.prefix, conn)
+        payload = self.payload(ctx.name, ctx.node, full)
         if payload is not None:
             await notify(conn, ctx.prefix, "metrics", [payload])

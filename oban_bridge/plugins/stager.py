@@ -16,6 +16,7 @@ from .base import Context, Plugin
 
 class Stager(Plugin):
     name = "stager"
+    run_at_start = True
 
     def __init__(self, *, interval: float = 1.0, limit: int = 5_000) -> None:
         super().__init__()
