@@ -32,6 +32,7 @@ from .plugins.gossip import Gossip
 from .plugins.met import Met
 from .plugins.lifeline import Lifeline
 from .plugins.pruner import Pruner
+from .plugins.settings import PluginSettings
 from .plugins.stager import Stager
 from .presence import Presence
 from .producer import Producer
@@ -99,10 +100,18 @@ def _configure(uuids: list[str]) -> Callable[[psycopg.AsyncConnection[Any]], Awa
     return configure
 
 
-def default_plugins(scope: Scope = "own") -> list[Plugin]:
-    """The plugins `start` runs: Elixir's defaults for intervals and ages, acting only on what this
-    instance owns unless `scope="all"` (see plugins/base.py)."""
-    return [Stager(), Pruner(scope=scope), Lifeline(scope=scope), Gossip(), Met()]
+def default_plugins(scope: Scope = "own", *, settings: PluginSettings | None = None) -> list[Plugin]:
+    """The plugins a node runs unless told otherwise: the stager, gossip and metrics Oban Web
+    needs, and a pruner and lifeline with Elixir's defaults for ages and intervals, acting only on
+    what this instance owns unless `scope="all"` (plugins/base.py). `settings` (what `start` reads
+    from its options and `[tool.oban_bridge]`) overrides the scope, ages and limit, or turns the
+    pruner or the time-based rescue off."""
+    s = settings or PluginSettings(scope=scope)
+    plugins: list[Plugin] = [Stager()]
+    if s.prune_after is not None:
+        plugins.append(Pruner(max_age=s.prune_after, limit=s.prune_limit, scope=s.scope))
+    plugins += [Lifeline(rescue_after=s.rescue_after, orphan_grace=s.orphan_grace, scope=s.scope), Gossip(), Met()]
+    return plugins
 
 
 # What `inspect(conf.name)` gives for an Oban instance name (lib/oban/config.ex to_ident/1): an

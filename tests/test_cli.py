@@ -167,7 +167,13 @@ def test_start_runs_workers_and_obeys_a_pause_signal(db_url: str) -> None:
      (["--module", "tests.workers", "--queues", "a:1", "--cron", "* * * * *"], "expected 'EXPR|WORKER'"),
      (["--module", "tests.workers", "--queues", "a:1", "--cron", "@daily|W|[1]"], "JSON object"),
      (["--module", "tests.workers", "--queues", "a:1", "--cron", "@daily|W", "--timezone", "Mars/Base"],
-      "unknown time zone")],
+      "unknown time zone"),
+     (["--module", "tests.workers", "--queues", "a:1", "--prune-after", "soon"], "invalid prune-after"),
+     (["--module", "tests.workers", "--queues", "a:1", "--prune-after", "0s"], "more than zero"),
+     (["--module", "tests.workers", "--queues", "a:1", "--rescue-after", "-5m"], "invalid rescue-after"),
+     (["--module", "tests.workers", "--queues", "a:1", "--orphan-grace", "off"], "invalid orphan-grace"),
+     (["--module", "tests.workers", "--queues", "a:1", "--prune-limit", "lots"], "invalid prune-limit"),
+     (["--module", "tests.workers", "--queues", "a:1", "--plugin-scope", "mine"], "'mine' is not one of")],
 )
 def test_start_rejects_bad_input(db_url: str, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, "start", *args])

@@ -124,14 +124,40 @@ def test_queue_signals_are_byte_for_byte_elixirs(db_url: str) -> None:
         listener.execute('LISTEN "public.oban_signal"')
         for args in (["pause", "elixir"], ["scale", "elixir", "--limit", "7"], ["resume", "elixir"],
                      ["pause", "*"], ["resume", "*"]):
-            assert cli(db_url, "queues", *args).exit_code == 0
+            assert cli(db_url, "queues", *args, "--listen", "0").exit_code == 0
         heard = [n.payload for n in listener.notifies(timeout=0.3)]
         assert heard == elixir
-        cli(db_url, "queues", "pause", "badges", "--node", "worker-1", "--name", "ObanBridge")
+        cli(db_url, "queues", "pause", "badges", "--node", "worker-1", "--name", "ObanBridge", "--listen", "0")
         [scoped] = [n.payload for n in listener.notifies(timeout=0.3)]
     assert json.loads(scoped)["ident"] == "ObanBridge.worker-1"
     bad = cli(db_url, "queues", "scale", "elixir")
     assert bad.exit_code == 2 and "--limit" in bad.output
+
+
+def test_node_scoped_signals_reach_python_nodes_without_a_name_and_warn_when_nobody_runs_the_queue(
+        db_url: str) -> None:
+    async def scenario() -> tuple[Any, Any, Any, bool, int]:
+        async with AsyncObanBridge(db_url, queues={"media": 2, "mail": 1}, node="py-node") as oban:
+            runtime = oban.runtime
+            assert runtime is not None
+            paused = await asyncio.to_thread(cli, db_url, "queues", "pause", "media", "--node", "py-node")
+            await asyncio.sleep(0.3)
+            scaled = await asyncio.to_thread(cli, db_url, "queues", "scale", "media", "--limit", "9", "--node",
+                                             "py-node", "--json")
+            await asyncio.sleep(0.3)
+            nobody = await asyncio.to_thread(cli, db_url, "queues", "pause", "nosuchqueue")
+            await asyncio.sleep(0.3)
+            return paused, scaled, nobody, runtime.producers["media"].paused, runtime.producers["media"].limit
+
+    paused, scaled, nobody, is_paused, limit = asyncio.run(scenario())
+    assert paused.exit_code == 0 and "warning" not in paused.stderr, paused.output
+    assert "ObanBridge.py-node" in paused.stdout and "Oban.py-node" in paused.stdout
+    assert (is_paused, limit) == (True, 9)
+    assert json.loads(scaled.stdout)["nodes"] == ["py-node"]
+    assert nobody.exit_code == 0 and "no node checked in with queue 'nosuchqueue'" in nobody.stderr
+    assert "sent pause" in nobody.stdout
+    star = cli(db_url, "queues", "scale", "*", "--limit", "3", "--listen", "0")
+    assert star.exit_code == 2 and "only pause and resume take *" in star.output
 
 
 def test_gossip_checks_have_elixirs_shape(db_url: str) -> None:

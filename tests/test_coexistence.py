@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oban_bridge import AsyncObanBridge, Job
 from oban_bridge.notifier import channel, decode, encode
@@ -28,6 +30,7 @@ from oban_bridge.plugins.gossip import Gossip
 from oban_bridge.plugins.lifeline import Lifeline
 from oban_bridge.plugins.met import Met
 from oban_bridge.plugins.pruner import Pruner
+from oban_bridge.plugins.settings import PluginSettings, parse_duration
 from oban_bridge.producer import producer_uuid
 from oban_bridge.runtime import addressed, default_plugins
 
@@ -408,3 +411,55 @@ async def test_past_the_estimate_limit_counts_are_estimated_like_oban_mets(db_ur
 
 def test_a_uuid4_producer_is_never_ours() -> None:
     assert producer_uuid()[14] == "8" and str(uuid.uuid4())[14] == "4"
+
+
+# --- settings: start options, [tool.oban_bridge], client arguments ------------------------------------
+
+@given(st.integers(min_value=1, max_value=10**6), st.sampled_from(["", "ms", "s", "m", "h", "d"]))
+def test_durations_read_as_elixir_users_write_them(n: int, unit: str) -> None:
+    scale = {"": 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    assert parse_duration(f"{n}{unit}", what="x") == pytest.approx(n * scale)
+    assert parse_duration(n, what="x") == n
+
+
+@given(st.text(max_size=12))
+def test_a_bad_duration_is_a_clear_error_never_a_crash(text: str) -> None:
+    try:
+        value = parse_duration(text, what="prune_after")
+    except ValueError as exc:
+        assert str(exc).startswith("prune_after: ")
+    else:
+        assert value is None or value > 0
+
+
+def test_settings_build_the_plugins_start_runs() -> None:
+    settings = PluginSettings.parse({"plugin_scope": "all", "prune_after": "7d", "prune_limit": 500,
+                                     "rescue_after": "off", "orphan_grace": "45s"})
+    plugins = {type(p).__name__: p for p in default_plugins(settings=settings)}
+    pruner, lifeline = plugins["Pruner"], plugins["Lifeline"]
+    assert isinstance(pruner, Pruner) and isinstance(lifeline, Lifeline)
+    assert (pruner.scope, pruner.max_age, pruner.limit) == ("all", 7 * 86400, 500)
+    assert (lifeline.scope, lifeline.rescue_after, lifeline.orphan_grace) == ("all", None, 45)
+    assert "Pruner" not in {type(p).__name__ for p in default_plugins(settings=PluginSettings.parse({"prune_after": "off"}))}
+    for bad in ({"plugin_scope": "everything"}, {"prune_limit": 0}, {"prune_limit": True}, {"colour": 1},
+                {"orphan_grace": "off"}, {"rescue_after": [1]}):
+        with pytest.raises(ValueError):
+            PluginSettings.parse(bad)
+
+
+def test_start_reads_plugin_settings_from_pyproject(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from oban_bridge.cli import Context, main
+    from oban_bridge.cli.start import plugin_settings
+
+    (tmp_path / "pyproject.toml").write_text('[tool.oban_bridge]\nprune_after = "14d"\nplugin_scope = "all"\n')
+    monkeypatch.chdir(tmp_path)
+    from oban_bridge.cli import project_settings
+
+    obj = Context(None, "public", False, project_settings())
+    assert plugin_settings(obj).prune_after == 14 * 86400 and plugin_settings(obj).scope == "all"
+    assert plugin_settings(obj, prune_after="1h").prune_after == 3600  # the option wins
+    (tmp_path / "pyproject.toml").write_text('[tool.oban_bridge]\nrescue_after = "soon"\n')
+    result = CliRunner().invoke(main, ["queues", "--listen", "0"])
+    assert result.exit_code == 2 and "rescue_after" in result.output

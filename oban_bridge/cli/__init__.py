@@ -17,10 +17,12 @@ from ..errors import ObanBridgeError, ValidationError
 
 
 class Context:
-    def __init__(self, database_url: str | None, prefix: str, debug: bool) -> None:
+    def __init__(self, database_url: str | None, prefix: str, debug: bool,
+                 settings: dict[str, Any] | None = None) -> None:
         self.database_url = database_url
         self.prefix = prefix
         self.debug = debug
+        self.settings = settings or {}  # [tool.oban_bridge], for the verbs that read more of it
 
     def client(self) -> Any:
         from ..client import ObanBridge
@@ -78,7 +80,7 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
         database_url = settings.get("database_url")
     if ctx.get_parameter_source("prefix") in (click.core.ParameterSource.DEFAULT, None) and "prefix" in settings:
         prefix = settings["prefix"]
-    ctx.obj = Context(database_url, prefix, debug)
+    ctx.obj = Context(database_url, prefix, debug, settings)
 
 
 def project_settings() -> dict[str, Any]:
@@ -96,9 +98,16 @@ def project_settings() -> dict[str, Any]:
     settings = data.get("tool", {}).get("oban_bridge", {})
     if not isinstance(settings, dict):
         raise click.UsageError(f"{path}: [tool.oban_bridge] must be a table")
-    unknown = sorted(set(settings) - {"database_url", "prefix"})
+    from ..plugins.settings import PluginSettings
+
+    known = ("database_url", "prefix", *PluginSettings.KEYS)
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise click.UsageError(f"{path}: unknown [tool.oban_bridge] setting {unknown[0]!r} (known: database_url, prefix)")
+        raise click.UsageError(f"{path}: unknown [tool.oban_bridge] setting {unknown[0]!r} (known: {', '.join(known)})")
+    try:
+        PluginSettings.parse({k: v for k, v in settings.items() if k in PluginSettings.KEYS})
+    except ValueError as exc:
+        raise click.UsageError(f"{path}: [tool.oban_bridge] {exc}") from None
     return settings
 
 

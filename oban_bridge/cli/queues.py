@@ -78,7 +78,7 @@ def queues(ctx: click.Context, listen: float, as_json: bool) -> None:
     Examples:
       oban-bridge queues
       oban-bridge queues pause badges
-      oban-bridge queues scale badges --limit 20 --node worker-1 --name ObanBridge
+      oban-bridge queues scale badges --limit 20 --node worker-1
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -89,49 +89,82 @@ def queues(ctx: click.Context, listen: float, as_json: bool) -> None:
         click.echo(render(found))
 
 
-def _ident(node: str | None, name: str) -> str:
-    # lib/oban.ex scope_signal/2: "any", or Config.to_ident: "<inspect(name)>.<node>".
-    return "any" if node is None else f"{name}.{node}"
+def _targets(heard: dict[str, dict[str, dict[str, Any]]], queue: str, node: str | None) -> list[dict[str, Any]]:
+    """The check-ins of the nodes a signal for `queue` (or "*") on `node` (or every node) reaches."""
+    checks = [c for q, by_uuid in heard.items() if queue in ("*", q) for c in by_uuid.values()]
+    return [c for c in checks if node is None or c.get("node") == node]
 
 
-def _signal(obj: Context, action: str, queue: str, limit: int | None, node: str | None, name: str,
-            as_json: bool) -> None:
+def _idents(heard: dict[str, dict[str, dict[str, Any]]], queue: str, node: str | None, name: str | None) -> list[str]:
+    """lib/oban.ex scope_signal/2: "any", or "<inspect(name)>.<node>", which an Elixir node obeys
+    only under its own instance name. Without --name, one signal per instance name heard running
+    the queue on that node, and always Elixir's default `Oban` (Python nodes obey any name)."""
+    if node is None:
+        return ["any"]
+    if name is not None:
+        return [f"{name}.{node}"]
+    names = {str(c.get("name")) for c in _targets(heard, queue, node) if c.get("name")}
+    return [f"{n}.{node}" for n in sorted(names | {"Oban"})]
+
+
+def _signal(obj: Context, action: str, queue: str, limit: int | None, node: str | None, name: str | None,
+            listen: float, as_json: bool) -> None:
     if not queue:
         raise ValidationError("queue", "expected a queue name, or * for all queues")
-    with obj.client() as client, client.connection() as conn:
-        payload = run_sync(conn, signal_plan(obj.prefix, action, queue, limit=limit, ident=_ident(node, name)))
+    if queue == "*" and action not in ("pause", "resume"):
+        raise ValidationError("queue", f"{action} takes one queue name; only pause and resume take *")
+    if name is not None and not name:
+        raise ValidationError("name", "expected an instance name, e.g. Oban or ObanBridge")
+    with obj.client() as client:
+        heard = listen_gossip(client, obj.prefix, listen)
+        with client.connection() as conn:
+            sent = [run_sync(conn, signal_plan(obj.prefix, action, queue, limit=limit, ident=ident))
+                    for ident in _idents(heard, queue, node, name)]
+    reached = _targets(heard, queue, node)
+    if listen > 0 and not reached:
+        where = "any node" if node is None else f"node {node!r}"
+        what = "any queue" if queue == "*" else f"queue {queue!r}"
+        click.echo(f"warning: no node checked in with {what} on {where} in {listen:g}s; "
+                   "the signal was sent, but may reach nobody", err=True)
     if as_json:
-        emit_json({"sent": payload, "channel": channel(obj.prefix, "signal")})
+        emit_json({"sent": sent if len(sent) > 1 else sent[0], "channel": channel(obj.prefix, "signal"),
+                   "nodes": sorted({str(c.get("node")) for c in reached})})
     else:
-        where = "every node" if node is None else f"{name}.{node}"
+        where = "every node" if node is None else ", ".join(p["ident"] for p in sent)
         click.echo(f"sent {action} for queue {queue!r} to {where}")
 
 
 node_option = click.option("--node", default=None, help="Only this node (default: every node).")
-name_option = click.option("--name", default="Oban", show_default=True,
-                           help="Instance name of that node: Oban for Elixir, ObanBridge for Python.")
+name_option = click.option("--name", default=None,
+                           help="Instance name on that node (Oban for Elixir's default, ObanBridge for "
+                                "Python's); default: every instance heard running the queue there.")
+listen_option = click.option("--listen", type=float, default=1.5, show_default=True,
+                             help="Seconds to listen for check-ins first, to warn when no node runs the queue "
+                                  "(0: send at once).")
 
 
 @queues.command()
 @click.argument("queue")
 @node_option
 @name_option
+@listen_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def pause(obj: Context, queue: str, node: str | None, name: str, as_json: bool) -> None:
+def pause(obj: Context, queue: str, node: str | None, name: str | None, listen: float, as_json: bool) -> None:
     """Pause QUEUE (or * for all) on every node, as Oban.pause_queue/2."""
-    _signal(obj, "pause", queue, None, node, name, as_json)
+    _signal(obj, "pause", queue, None, node, name, listen, as_json)
 
 
 @queues.command()
 @click.argument("queue")
 @node_option
 @name_option
+@listen_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def resume(obj: Context, queue: str, node: str | None, name: str, as_json: bool) -> None:
+def resume(obj: Context, queue: str, node: str | None, name: str | None, listen: float, as_json: bool) -> None:
     """Resume QUEUE (or * for all), as Oban.resume_queue/2."""
-    _signal(obj, "resume", queue, None, node, name, as_json)
+    _signal(obj, "resume", queue, None, node, name, listen, as_json)
 
 
 @queues.command()
@@ -139,8 +172,22 @@ def resume(obj: Context, queue: str, node: str | None, name: str, as_json: bool)
 @click.option("--limit", type=click.IntRange(1, 100_000), required=True)
 @node_option
 @name_option
+@listen_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def scale(obj: Context, queue: str, limit: int, node: str | None, name: str, as_json: bool) -> None:
+def scale(obj: Context, queue: str, limit: int, node: str | None, name: str | None, listen: float,
+          as_json: bool) -> None:
     """Change QUEUE's concurrency limit, as Oban.scale_queue/2."""
-    _signal(obj, "scale", queue, limit, node, name, as_json)
+    _signal(obj, "scale", queue, limit, node, name, listen, as_json)
+
+
+@queues.command()
+@click.argument("queue")
+@node_option
+@name_option
+@listen_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stop(obj: Context, queue: str, node: str | None, name: str | None, listen: float, as_json: bool) -> None:
+    """Stop QUEUE once its running jobs finish, as Oban.stop_queue/2 (a node's restart starts it again)."""
+    _signal(obj, "stop", queue, None, node, name, listen, as_json)

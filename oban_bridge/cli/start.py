@@ -15,7 +15,8 @@ import orjson
 from ..errors import ValidationError
 from ..processes import exit_past_stuck_jobs, node_name, parse_processes
 from ..processes import run as run_processes
-from ..runtime import parse_queues
+from ..plugins.settings import PluginSettings
+from ..runtime import default_plugins, parse_queues
 from ..worker import registry
 from . import Context, main
 
@@ -67,9 +68,22 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
 @click.option("--processes", "-p", default="1", show_default=True, metavar="N|auto",
               help="Node processes to run (auto: one per core); each runs every queue at its limit. "
                    "For CPU-bound jobs, which one Python process runs on one core.")
+@click.option("--plugin-scope", type=click.Choice(["own", "all"]), default=None,
+              help="What the pruner and lifeline touch: own (default) = this instance's queues and the "
+                   "jobs Python nodes ran, leaving an Elixir app's to its own plugins; all = every queue "
+                   "and job, as Elixir's plugins do (Python-only deployments).")
+@click.option("--prune-after", metavar="DURATION|off", default=None,
+              help="Delete finished jobs older than this (Pruner max_age; default 60s; e.g. 7d), or off.")
+@click.option("--prune-limit", metavar="N", default=None, help="At most N jobs pruned a run (default 10000).")
+@click.option("--rescue-after", metavar="DURATION|off", default=None,
+              help="Rescue jobs executing longer than this (Lifeline rescue_after; default 60m), or off.")
+@click.option("--orphan-grace", metavar="DURATION", default=None,
+              help="Rescue the jobs of a Python node gone this long (default 30s).")
 @click.pass_obj
 def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
-          grace: float, crons: tuple[str, ...], timezone: str, processes: str) -> None:
+          grace: float, crons: tuple[str, ...], timezone: str, processes: str, plugin_scope: str | None,
+          prune_after: str | None, prune_limit: str | None, rescue_after: str | None,
+          orphan_grace: str | None) -> None:
     """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
 
     \b
@@ -94,6 +108,8 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
             Cron(crontab, timezone=timezone)  # validate now: a bad entry stops here, not at 09:00
         except ValueError as exc:
             raise ValidationError("cron", str(exc)) from None
+    settings = plugin_settings(obj, plugin_scope=plugin_scope, prune_after=prune_after, prune_limit=prune_limit,
+                               rescue_after=rescue_after, orphan_grace=orphan_grace)
     import_modules(modules)
     if not registry():
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
@@ -111,7 +127,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     if count == 1:
         from ..client import ObanBridge
 
-        ObanBridge(obj.database_url, node=node, **kwargs).run()
+        ObanBridge(obj.database_url, node=node, plugins=default_plugins(settings=settings), **kwargs).run()
         exit_past_stuck_jobs()
         return
     from ..config import Config, default_node
@@ -119,15 +135,27 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     # Resolve the URL once here: children must share one database, never each start an embedded one.
     url = Config(database_url=obj.database_url, prefix=obj.prefix).resolved_url()
     make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
-                             modules=modules, kwargs=kwargs)
+                             modules=modules, settings=settings, kwargs=kwargs)
     sys.exit(run_processes(make, count, stop_timeout=grace + 30.0))
 
 
+def plugin_settings(obj: Context, **options: str | None) -> PluginSettings:
+    """Options first, then [tool.oban_bridge]; Elixir's defaults for the rest."""
+    values = {k: v for k, v in obj.settings.items() if k in PluginSettings.KEYS}
+    values.update({k: v for k, v in options.items() if v is not None})
+    try:
+        return PluginSettings.parse(values)
+    except ValueError as exc:
+        key, _, reason = str(exc).partition(": ")
+        raise ValidationError(key.replace("_", "-"), reason or key) from None
+
+
 def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: tuple[str, ...],
-             kwargs: dict[str, Any]) -> Any:
+             settings: PluginSettings, kwargs: dict[str, Any]) -> Any:
     """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
     from ..client import ObanBridge
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
     import_modules(modules)
-    return ObanBridge(url, node=node_name(base_node, index, processes), **kwargs)
+    return ObanBridge(url, node=node_name(base_node, index, processes), plugins=default_plugins(settings=settings),
+                      **kwargs)

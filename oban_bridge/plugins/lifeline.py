@@ -31,10 +31,15 @@ class Lifeline(Plugin):
     leader_only = False
     run_at_start = True
 
-    def __init__(self, *, rescue_after: float = 3600, interval: float = 60, orphan_grace: float = 30,
+    def __init__(self, *, rescue_after: float | None = 3600, interval: float = 60, orphan_grace: float = 30,
                  orphan_interval: float | None = None, scope: Scope = "own") -> None:
+        """`rescue_after=None`: no time-based rescue (an Elixir app without Lifeline); orphans of
+        oban_bridge producers are still rescued, which is what keeps their jobs from being lost."""
         super().__init__()
-        for key, value in (("rescue_after", rescue_after), ("interval", interval), ("orphan_grace", orphan_grace)):
+        checked = [("interval", interval), ("orphan_grace", orphan_grace)]
+        if rescue_after is not None:
+            checked.append(("rescue_after", rescue_after))
+        for key, value in checked:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
                     (value == 0 and key != "orphan_grace"):
                 raise ValueError(f"lifeline: {key} must be a positive number, got {value!r}")
@@ -69,7 +74,7 @@ class Lifeline(Plugin):
             self._next_rescue = now + self.rescue_interval
         if now >= self._next_rescue:
             self._next_rescue = now + self.rescue_interval
-            if ctx.is_leader():
+            if ctx.is_leader() and self.rescue_after is not None:
                 rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after,
                                                              everything=self.scope == "all"))
         if rescued:
