@@ -67,8 +67,8 @@ def phash2(value: str | bytes, range_: int = 1 << 27) -> int:
 # ---------------------------------------------------------------------------------------------
 # External Term Format. Encoding is our own, so the bytes are those `:erlang.term_to_binary/2` of
 # OTP 25 writes (ATOM_EXT for atoms, small maps with keys in term order, bignums), checked against
-# elixir_interop_fixtures/etf_samples.json. Decoding goes through erlpack, behind size limits and a
-# whitelist of types, so nothing but plain data reaches user code.
+# elixir_interop_fixtures/etf_samples.json. Decoding is our own too (binary_to_term): iterative,
+# bounded, and limited to plain data, so no row can crash or exhaust a node.
 
 import struct  # noqa: E402
 import zlib  # noqa: E402
@@ -177,48 +177,179 @@ def term_to_binary(value: Any, *, compressed: int | None = None) -> bytes:
     return b"\x83" + bytes(body)
 
 
-def binary_to_term(data: bytes, *, limit: int = 1 << 20) -> Any:
+# Decoding limits: what recorded output and `term` args fields hold is small; a row is untrusted
+# input, so depth and size are bounded before any work is done, and nothing recurses.
+MAX_DEPTH = 100
+
+_OPEN = object()  # stack marker: the container under construction
+
+
+def binary_to_term(data: bytes, *, limit: int = 1 << 20, max_depth: int = MAX_DEPTH) -> Any:
     """`:erlang.binary_to_term(data, [:safe])` for plain data: maps, lists, tuples, binaries
     (as str when UTF-8, else bytes), numbers, and atoms (nil/true/false as None/True/False, others
-    as `Atom`). Anything else — pids, refs, funs — and anything larger than `limit` bytes, before
-    or after decompression, is a TermError."""
+    as `Atom`). Anything else — pids, refs, funs, improper lists — anything larger than `limit`
+    bytes before or after decompression, nested deeper than `max_depth`, truncated or with trailing
+    bytes is a TermError. The decoder is iterative and every length is checked against the bytes
+    left, so no input can exhaust the stack or allocate more than its own size in elements."""
+    data = bytes(data)
     if len(data) > limit:
         raise TermError(f"term of {len(data)} bytes is over the limit of {limit}")
-    if len(data) >= 6 and data[:2] == b"\x83P":
+    if len(data) < 2 or data[0] != 131:
+        raise TermError("not a valid Erlang term: expected version byte 131")
+    if data[1] == 80:  # 'P': zlib-compressed, with the uncompressed size first
+        if len(data) < 6:
+            raise TermError("not a valid Erlang term: truncated compressed header")
         (size,) = struct.unpack(">I", data[2:6])
         if size > limit:
             raise TermError(f"term of {size} bytes (uncompressed) is over the limit of {limit}")
-    import erlpack
-
-    try:
-        raw = erlpack.unpack(bytes(data))
-    except Exception as exc:  # noqa: BLE001 - erlpack raises several types
-        raise TermError(f"not a valid Erlang term: {exc}") from None
-    return _plain(raw)
-
-
-def _plain(value: Any) -> Any:
-    import erlpack
-
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, bytes):
+        inflater = zlib.decompressobj()
         try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return value
-    if isinstance(value, erlpack.Atom):
-        return Atom(str(value))
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {_key(_plain(k)): _plain(v) for k, v in value.items()}
-    raise TermError(f"refusing to decode an Erlang {type(value).__name__}")
+            body = inflater.decompress(data[6:], size + 1)
+        except zlib.error as exc:
+            raise TermError(f"not a valid Erlang term: {exc}") from None
+        if len(body) != size or not inflater.eof or inflater.unconsumed_tail:
+            raise TermError("not a valid Erlang term: compressed size does not match")
+    else:
+        body = data[1:]
+    return _decode(body, max_depth)
+
+
+def _decode(buf: bytes, max_depth: int) -> Any:
+    end = len(buf)
+    pos = 0
+    # Each frame: [kind, items, remaining]; kind is "l" (list), "t" (tuple) or "m" (map).
+    stack: list[list[Any]] = []
+    result: Any = _OPEN
+
+    def need(n: int) -> None:
+        if pos + n > end:
+            raise TermError("not a valid Erlang term: truncated")
+
+    while True:
+        need(1)
+        tag = buf[pos]
+        pos += 1
+        value: Any = _OPEN
+        if tag == 97:  # SMALL_INTEGER_EXT
+            need(1)
+            value = buf[pos]
+            pos += 1
+        elif tag == 98:  # INTEGER_EXT
+            need(4)
+            (value,) = struct.unpack_from(">i", buf, pos)
+            pos += 4
+        elif tag == 70:  # NEW_FLOAT_EXT
+            need(8)
+            (value,) = struct.unpack_from(">d", buf, pos)
+            pos += 8
+        elif tag == 99:  # FLOAT_EXT: 31 bytes of "%.20e"
+            need(31)
+            text = buf[pos:pos + 31].split(b"\x00", 1)[0]
+            pos += 31
+            try:
+                value = float(text.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                raise TermError("not a valid Erlang term: bad float") from None
+        elif tag in (100, 115, 118, 119):  # ATOM_EXT, SMALL_ATOM_EXT, ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT
+            width = 2 if tag in (100, 118) else 1
+            need(width)
+            size = int.from_bytes(buf[pos:pos + width], "big")
+            pos += width
+            need(size)
+            raw = buf[pos:pos + size]
+            pos += size
+            try:
+                name = raw.decode("utf-8") if tag in (118, 119) else raw.decode("latin-1")
+            except UnicodeDecodeError:
+                raise TermError("not a valid Erlang term: bad atom") from None
+            value = {"nil": None, "true": True, "false": False}.get(name, _OPEN)
+            if value is _OPEN:
+                value = Atom(name)
+        elif tag == 109:  # BINARY_EXT
+            need(4)
+            (size,) = struct.unpack_from(">I", buf, pos)
+            pos += 4
+            need(size)
+            raw = buf[pos:pos + size]
+            pos += size
+            try:
+                value = raw.decode()
+            except UnicodeDecodeError:
+                value = raw
+        elif tag == 107:  # STRING_EXT: a list of bytes
+            need(2)
+            (size,) = struct.unpack_from(">H", buf, pos)
+            pos += 2
+            need(size)
+            value = list(buf[pos:pos + size])
+            pos += size
+        elif tag == 106:  # NIL_EXT
+            value = []
+        elif tag in (110, 111):  # SMALL_BIG_EXT, LARGE_BIG_EXT
+            width = 1 if tag == 110 else 4
+            need(width + 1)
+            size = int.from_bytes(buf[pos:pos + width], "big")
+            sign = buf[pos + width]
+            pos += width + 1
+            need(size)
+            magnitude = int.from_bytes(buf[pos:pos + size], "little")
+            pos += size
+            value = -magnitude if sign else magnitude
+        elif tag in (104, 105, 108, 116):  # SMALL_TUPLE, LARGE_TUPLE, LIST, MAP
+            width = 1 if tag == 104 else 4
+            need(width)
+            count = int.from_bytes(buf[pos:pos + width], "big")
+            pos += width
+            # Every element takes at least one byte: a count the input cannot hold is a lie.
+            if count * (2 if tag == 116 else 1) > end - pos:
+                raise TermError("not a valid Erlang term: truncated")
+            if len(stack) >= max_depth:
+                raise TermError(f"term nested deeper than {max_depth} levels")
+            kind = "t" if tag in (104, 105) else "l" if tag == 108 else "m"
+            remaining = count * 2 if kind == "m" else count
+            if remaining:
+                stack.append([kind, [], remaining])
+                continue
+            if kind == "l":
+                need(1)
+                if buf[pos] != 106:
+                    raise TermError("not a valid Erlang term: improper list")
+                pos += 1
+                value = []
+            else:
+                value = () if kind == "t" else {}
+        else:
+            raise TermError(f"refusing to decode an Erlang term of type {tag}")
+        # Hand the finished value to the containers it completes.
+        while True:
+            if not stack:
+                if pos != end:
+                    raise TermError("not a valid Erlang term: trailing bytes")
+                return value
+            frame = stack[-1]
+            frame[1].append(value)
+            frame[2] -= 1
+            if frame[2]:
+                break
+            stack.pop()
+            kind, items = frame[0], frame[1]
+            if kind == "l":
+                need(1)
+                if buf[pos] != 106:
+                    raise TermError("not a valid Erlang term: improper list")
+                pos += 1
+                value = items
+            elif kind == "t":
+                value = tuple(items)
+            else:
+                try:
+                    value = {_key(items[i]): items[i + 1] for i in range(0, len(items), 2)}
+                except TypeError:
+                    raise TermError("not a valid Erlang term: unhashable map key") from None
 
 
 def _key(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+    """Map keys must be hashable in Python: lists become tuples, maps are refused."""
+    if isinstance(value, list):
+        return tuple(_key(v) for v in value)
+    return value

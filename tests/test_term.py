@@ -95,3 +95,50 @@ def test_recorded_format_reads_elixirs_and_limits() -> None:
     assert "=" not in text and decode(text) == {"pdf": "s3://x", "pages": [1, 2]}
     with pytest.raises(RecordedTooLarge):
         encode(list(range(100_000)), limit=1000)
+
+
+def test_hostile_terms_never_crash_the_process() -> None:
+    """tests/term_fuzz.py in a child process: a segfault or stack overflow fails this test."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "tests.term_fuzz"], cwd=root, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+def test_deep_nesting_is_a_term_error() -> None:
+    # 50,000 nested lists in 250 KB, inside the 1 MiB limit (erlpack segfaulted on this), and
+    # 1,000 levels (erlpack raised RecursionError): both are TermError, at the depth limit.
+    for depth in (1_000, 50_000):
+        deep = b"\x83" + b"l\x00\x00\x00\x01" * depth + b"j" + b"j" * depth
+        with pytest.raises(TermError, match="nested deeper than 100"):
+            binary_to_term(deep)
+    ok = b"\x83" + b"l\x00\x00\x00\x01" * 100 + b"j" + b"j" * 100
+    value = binary_to_term(ok)
+    for _ in range(100):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == []
+
+
+@pytest.mark.parametrize("data", [
+    b"\x83l\x00\x00\x00\x01a\x01a\x02",          # improper list [1 | 2]
+    b"\x83l\xff\xff\xff\xffj",                    # a count the bytes cannot hold
+    b"\x83t\x00\x00\x00\x01ja\x01j",             # %{[] => 1}, then a trailing byte
+    b"\x83m\x00\x00\x00\x05ab",                   # truncated binary
+    b"\x83a\x01a\x02",                            # trailing bytes
+    b"\x83P\x00\x00\x00\x05" + b"x\x9c\x03\x00\x00\x00\x00\x01",  # size mismatch
+    b"\x83t\x00\x00\x00\x01t\x00\x00\x00\x00a\x01",  # a map as a map key: unhashable
+])
+def test_malformed_terms_are_term_errors(data: bytes) -> None:
+    with pytest.raises(TermError):
+        binary_to_term(data)
+
+
+def test_float_ext_and_small_atoms_decode() -> None:
+    assert binary_to_term(b"\x83c" + b"1.50000000000000000000e+00".ljust(31, b"\x00")) == 1.5
+    assert binary_to_term(b"\x83s\x02ok") == Atom("ok") and binary_to_term(b"\x83w\x03nil") is None
+    assert binary_to_term(b"\x83k\x00\x03abc") == [97, 98, 99]  # a charlist, as Erlang sees it

@@ -108,20 +108,19 @@ def show_job(obj: Context, job_id: int, as_json: bool) -> None:
 
 def decode_recorded(meta: dict[str, Any]) -> Any:
     """Oban's recorded output: `meta.recorded == true`, `meta.return` base64 (no padding) of an
-    Erlang term (Oban Web's resolver decode_recorded/2). Shown decoded when erlpack is installed."""
+    Erlang term (Oban Web's resolver decode_recorded/2); shown as its base64 when it is not a term
+    oban_bridge decodes (term.binary_to_term: plain data, bounded)."""
     if meta.get("recorded") is not True or not isinstance(meta.get("return"), str):
         return None
     import base64
+    import binascii
+
+    from ..term import TermError, binary_to_term
 
     raw = meta["return"]
-    data = base64.b64decode(raw + "=" * (-len(raw) % 4))
     try:
-        import erlpack
-    except ImportError:
-        return {"etf_base64": raw}
-    try:
-        return _plain(erlpack.unpack(data))
-    except Exception:  # noqa: BLE001 - show what we can
+        return _plain(binary_to_term(base64.b64decode(raw + "=" * (-len(raw) % 4))))
+    except (binascii.Error, ValueError, TermError):
         return {"etf_base64": raw}
 
 
