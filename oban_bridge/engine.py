@@ -121,10 +121,12 @@ def prune_plan(prefix: str, max_age: float, limit: int,
     return pruned  # type: ignore[no-any-return]
 
 
-def rescue_plan(prefix: str, rescue_after: float, *, everything: bool = False) -> Plan[list[dict[str, Any]]]:
+def rescue_plan(prefix: str, rescue_after: float, *, uuids: Sequence[str] | None = None) -> Plan[list[dict[str, Any]]]:
+    """`uuids=None` rescues every job, as Elixir's Lifeline does; else only those producers' jobs."""
     now = db_now()
     before = now - timedelta(seconds=rescue_after)
-    rescued = yield Query(prefixed("rescue_jobs", prefix), {"now": now, "before": before, "everything": everything})
+    params = {"now": now, "before": before, "everything": uuids is None, "uuids": list(uuids or [])}
+    rescued = yield Query(prefixed("rescue_jobs", prefix), params)
     return rescued  # type: ignore[no-any-return]
 
 

@@ -75,6 +75,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.connected = asyncio.Event()
+        self.connections = 0  # connects so far: a listener can tell it may have missed messages
 
     def subscribe(self, name: str, handler: Handler) -> None:
         self._handlers.setdefault(name, []).append(handler)
@@ -97,6 +98,7 @@ class Notifier:
                     self._conn = conn
                     for name in self._handlers:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(self.prefix, name))))
+                    self.connections += 1
                     self.connected.set()
                     delay = 0.05
                     async for note in conn.notifies():

@@ -65,6 +65,7 @@ class Presence:
                 try:
                     if self._conn is None or self._conn.closed:
                         self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                        self._conn.execute(load_query("presence_keepalive"))
                         for uuid in self.uuids:
                             self._conn.execute(load_query("producer_presence"), {"uuid": uuid})
                         self.connected.set()

@@ -74,6 +74,7 @@ class Producer:
         on_outcome: Callable[[Outcome], None] | None = None,
         lanes: int = 2,
         resolve: Callable[[str], WorkerSpec | None] = lookup,
+        uuid: str | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"queue {queue!r}: limit must be at least 1, got {limit}")
@@ -82,7 +83,8 @@ class Producer:
         self.queue = queue
         self.limit = limit
         self.node = node
-        self.uuid = producer_uuid()
+        # A queue started again after a stop keeps its uuid: its presence lock is already held.
+        self.uuid = uuid or producer_uuid()
         self.paused = paused
         self.poll_interval = poll_interval
         self.threads = threads

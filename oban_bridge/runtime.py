@@ -13,6 +13,7 @@ import contextvars
 import logging
 import re
 import time
+from collections.abc import Collection
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -94,6 +95,7 @@ def _configure(uuids: list[str]) -> Callable[[psycopg.AsyncConnection[Any]], Awa
         await conn.execute("SET TIME ZONE 'UTC'")
         # Every connection that fetches also holds the producers' presence (presence.py): a job
         # is never fetched by a connection the orphan rescue could not see.
+        await conn.execute(load_query("presence_keepalive"))
         for uuid in uuids:
             await conn.execute(load_query("producer_presence"), {"uuid": uuid})
 
@@ -119,17 +121,24 @@ def default_plugins(scope: Scope = "own", *, settings: PluginSettings | None = N
 # a node's queues as "<their instance name>.<node>"; a Python node answers whatever name they use,
 # since it runs under a name of its own. The pattern keeps "Oban.web.host" (node "web.host") from
 # reaching a node called "host".
-_INSTANCE_NAME = re.compile(r'[A-Z][A-Za-z0-9_]*(?:\.[A-Z][A-Za-z0-9_]*)*|:[a-z_][A-Za-z0-9_@]*[?!]?|:"(?:[^"\\]|\\.)*"')
+_INSTANCE_NAME = re.compile(
+    r'[A-Z]\w*(?:\.[A-Z]\w*)*'          # an alias: Oban, MyApp.Oban
+    r'|:\w+[?!]?|:"(?:[^"\\]|\\.)*"'     # an atom: :jobs, :Jobs, :café, :"my jobs"
+    r'|"(?:[^"\\]|\\.)*"')               # a string: "oban"
 
 
-def addressed(ident: object, name: str, node: str) -> bool:
-    """Whether a signal's `ident` reaches this node: "any", or "<instance name>.<node>"."""
+def addressed(ident: object, name: str, node: str, others: Collection[str] = ()) -> bool:
+    """Whether a signal's `ident` reaches this node: "any", or "<instance name>.<node>" where the
+    name is ours or one no other instance on this node answers to (`others`: names heard checking
+    in from this node), so `--name A --node x` pauses instance A on x and not instance B."""
     if ident == "any" or ident is None:
         return True
     if not isinstance(ident, str) or not ident.endswith("." + node):
         return False
     head = ident[: -len(node) - 1]
-    return head == name or _INSTANCE_NAME.fullmatch(head) is not None
+    if head == name:
+        return True
+    return head not in others and _INSTANCE_NAME.fullmatch(head) is not None
 
 
 class Runtime:
@@ -179,6 +188,9 @@ class Runtime:
             for chan, handler in plugin.listens().items():
                 self.notifier.subscribe(chan, handler)
         self._instance_queues: dict[str, float] = {}  # queue -> when a node of this instance last ran it
+        self._instance_producers: dict[str, float] = {}  # producer uuid of this instance -> last heard
+        self._names_here: dict[str, float] = {}  # other instance names checking in from this node
+        self._stopped: dict[str, Producer] = {}  # queues stopped by a signal, which a start revives
         self._started = False
         self._plugin_pool: AsyncConnectionPool | None = None
         self._stops: set[asyncio.Task[None]] = set()
@@ -194,6 +206,18 @@ class Runtime:
         now = time.monotonic()
         self._instance_queues = {q: t for q, t in self._instance_queues.items() if now - t < 60}
         return set(self.producers) | set(self._instance_queues)
+
+    def instance_producers(self) -> list[str]:
+        """The producer uuids of this instance's nodes: this node's, and those heard in gossip in
+        the last minute. What the lifeline's time-based rescue keeps to by default."""
+        now = time.monotonic()
+        self._instance_producers = {u: t for u, t in self._instance_producers.items() if now - t < 60}
+        return sorted({p.uuid for p in self.producers.values()} | set(self._instance_producers))
+
+    def listening(self) -> int:
+        """How many times the notifier has connected so far, 0 while it is down: a plugin that
+        must hear other nodes before it acts (met.py) starts over when this changes."""
+        return self.notifier.connections if self.notifier.connected.is_set() else 0
 
     def _on_outcome(self, outcome: Outcome) -> None:
         for met in self._met:
@@ -244,6 +268,30 @@ class Runtime:
             log.warning("runtime started before every queue and the notifier were ready")
         self._check_task = asyncio.create_task(self._warn_unknown_workers(), name="oban-worker-check")
         log.info("oban_bridge started", extra={"node": self.node, "instance": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
+
+    def _start_queue(self, message: dict[str, Any]) -> None:
+        """midwife.ex start_queue/2, for a queue this node was started with and a signal stopped:
+        it runs again with the signal's limit (Elixir's `limit` or `local_limit`). A queue the node
+        never ran is not started: an Elixir app starting one of its own queues everywhere would
+        otherwise have Python nodes fetch jobs whose workers they lack."""
+        queue = message.get("queue")
+        old = self._stopped.get(queue) if isinstance(queue, str) else None
+        if old is None or queue in self.producers or not self._started or self.pool is None:
+            if isinstance(queue, str) and queue not in self.producers:
+                log.info("ignored start signal for a queue this node was not started with", extra={"queue": queue})
+            return
+        limit = message.get("limit", message.get("local_limit", old.limit))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            log.warning("ignored start signal without a positive limit", extra={"signal": message})
+            return
+        del self._stopped[old.queue]
+        producer = Producer(pool=self.pool, prefix=self.prefix, queue=old.queue, limit=limit, node=self.node,
+                            threads=self.threads, children=self.children, poll_interval=old.poll_interval,
+                            paused=message.get("paused") is True, on_outcome=self._on_outcome,
+                            lanes=old.max_lanes, uuid=old.uuid)
+        self.producers[old.queue] = producer
+        producer.start()
+        log.info("queue started by signal", extra={"queue": old.queue, "limit": limit, "node": self.node})
 
     async def _warn_unknown_workers(self) -> None:
         """A queue shared with Elixir nodes must be served by nodes that define every worker in it:
@@ -309,13 +357,22 @@ class Runtime:
             return
         now = time.monotonic()
         for check in checks:
-            if isinstance(check, dict) and check.get("name") == self.name and isinstance(check.get("queue"), str):
-                self._instance_queues[check["queue"]] = now
+            if not isinstance(check, dict):
+                continue
+            if check.get("name") == self.name:
+                if isinstance(check.get("queue"), str):
+                    self._instance_queues[check["queue"]] = now
+                if isinstance(check.get("uuid"), str):
+                    self._instance_producers[check["uuid"]] = now
+            elif check.get("node") == self.node and isinstance(check.get("name"), str):
+                self._names_here[check["name"]] = now
 
     def _on_signal(self, message: dict[str, Any]) -> None:
         """lib/oban/queue/producer.ex handle_info({:notification, :signal, ...}) and
         lib/oban/midwife.ex (stop), for the idents lib/oban.ex scope_signal/2 writes."""
-        if not addressed(message.get("ident", "any"), self.name, self.node):
+        now = time.monotonic()
+        self._names_here = {n: t for n, t in self._names_here.items() if now - t < 60}
+        if not addressed(message.get("ident", "any"), self.name, self.node, self._names_here):
             return
         action = message.get("action")
         if action == "pkill":
@@ -325,6 +382,9 @@ class Runtime:
                     log.info("job killed by signal", extra={"job_id": job_id})
             return
         queue = message.get("queue")
+        if action == "start":
+            self._start_queue(message)
+            return
         if queue == "*" and action in ("pause", "resume"):
             targets = list(self.producers.values())  # only pause and resume take "*" in producer.ex
         elif isinstance(queue, str) and queue in self.producers:
@@ -356,6 +416,7 @@ class Runtime:
             await producer.stop(None)
             if self.producers.get(producer.queue) is producer:
                 del self.producers[producer.queue]
+                self._stopped[producer.queue] = producer
             log.info("queue stopped by signal", extra={"queue": producer.queue, "node": self.node})
 
         if not producer.stopping:

@@ -115,17 +115,28 @@ async def test_an_elixir_apps_history_and_long_jobs_survive_a_python_nodes_plugi
     elixir_history = copy_elixir_rows(db_url)
     elixir_long_job = executing_row(db_url, "elixir", ELIXIR_UUID, hours=2)
     python_old = finished_python_row(db_url, "py")
-    python_stuck = executing_row(db_url, "py", producer_uuid(), node="gone", hours=2)
+    # Another Python instance's live 2-hour job (its producer present): its own lifeline decides.
+    other_instance = producer_uuid()
+    other_long_job = executing_row(db_url, "reports", other_instance, node="reports-node", hours=2)
+    holder = present(db_url, other_instance)
     # Elixir's defaults would delete the history after 60 s and rescue the job after 60 minutes;
     # short intervals here so the plugins run many times.
     plugins: list[Plugin] = [Pruner(max_age=60, interval=0.05), Lifeline(rescue_after=3600, interval=0.05)]
-    async with AsyncObanBridge(db_url, queues={"py": 2}, plugins=plugins, poll_interval=0.1, node="py-node") as oban:
-        await wait_for(lambda: oban.runtime is not None and oban.runtime.is_leader())
-        await wait_for(lambda: count(db_url, f"id = {python_old}") == 0)
-        await wait_for(lambda: count(db_url, f"id = {python_stuck} AND state <> 'executing'") == 1)
-        await asyncio.sleep(0.5)
+    try:
+        async with AsyncObanBridge(db_url, queues={"py": 2}, plugins=plugins, poll_interval=0.1,
+                                   node="py-node") as oban:
+            assert oban.runtime is not None
+            # One of this node's own jobs, stuck for 2 hours: the lifeline's to rescue.
+            stuck = executing_row(db_url, "py", oban.runtime.producers["py"].uuid, node="py-node", hours=2)
+            await wait_for(lambda: oban.runtime is not None and oban.runtime.is_leader())
+            await wait_for(lambda: count(db_url, f"id = {python_old}") == 0)
+            await wait_for(lambda: count(db_url, f"id = {stuck} AND state <> 'executing'") == 1)
+            await asyncio.sleep(0.5)
+    finally:
+        holder.close()
     assert count(db_url, f"id = ANY(ARRAY{elixir_history})") == len(elixir_history)
     assert rows(db_url, f"id = {elixir_long_job}")[0]["state"] == "executing"
+    assert rows(db_url, f"id = {other_long_job}")[0]["state"] == "executing"
 
 
 async def test_with_scope_all_a_python_only_deployment_prunes_and_rescues_everything(db_url: str) -> None:
@@ -237,6 +248,11 @@ def test_addressed_answers_any_instance_name_on_this_node_only() -> None:
     for other in ("Oban.vm", "Oban.other-py-node", "Oban.web.py-node", "py-node", ".py-node", "Oban.py-node2",
                   "", 5, ["any"]):
         assert not addressed(other, "ObanBridge", node), other
+    for elixir_name in (":Jobs", ":café", '"oban"', "MyApp.Oban"):  # what inspect/1 prints for them
+        assert addressed(f"{elixir_name}.{node}", "ObanBridge", node), elixir_name
+    # Another instance checks in from this node under that name: the signal is for it, not us.
+    assert not addressed("Billing.py-node", "ObanBridge", node, others={"Billing"})
+    assert addressed("ObanBridge.py-node", "ObanBridge", node, others={"Billing"})
 
 
 async def test_every_signal_oban_web_sends_reaches_the_right_python_queue(db_url: str) -> None:
@@ -285,6 +301,15 @@ async def test_every_signal_oban_web_sends_reaches_the_right_python_queue(db_url
         assert "mail" in runtime.producers and [c["queue"] for c in runtime.checks()] == ["mail"]
         await asyncio.sleep(0.5)
         assert rows(db_url, f"id = {later.id}")[0]["state"] == "available"
+        # Oban.start_queue/2 (lib/oban.ex): the stopped queue runs again with the signal's limit;
+        # a queue this node never ran is not started.
+        uuid_before = media.uuid
+        send({"action": "start", "ident": "any", "queue": "media", "limit": 4})
+        send({"action": "start", "ident": "any", "queue": "elixir_only", "limit": 4})
+        await wait_for(lambda: rows(db_url, f"id = {later.id}")[0]["state"] == "completed")
+        again = runtime.producers["media"]
+        assert (again.limit, again.uuid, again.paused) == (4, uuid_before, False)
+        assert sorted(runtime.producers) == ["mail", "media"]
 
 
 # --- one set of counts in Oban Web ---------------------------------------------------------------------
@@ -463,3 +488,33 @@ def test_start_reads_plugin_settings_from_pyproject(tmp_path: Any, monkeypatch: 
     (tmp_path / "pyproject.toml").write_text('[tool.oban_bridge]\nrescue_after = "soon"\n')
     result = CliRunner().invoke(main, ["queues", "--listen", "0"])
     assert result.exit_code == 2 and "rescue_after" in result.output
+
+
+async def test_a_deaf_leader_does_not_count_and_its_own_metrics_survive_a_failed_count(db_url: str) -> None:
+    met = Met(listen_first=0.0)
+    assert met.counting(True, listening=1)
+    assert not met.counting(True, listening=0)  # the notifier is down: it cannot know who counts
+    slow = Met(listen_first=60.0)
+    assert not slow.counting(True, listening=1)
+    assert not slow.counting(True, listening=2)  # a reconnect starts the listening over
+
+    class Ctx:
+        prefix, name, node = "public", "ObanBridge", "py-node"
+
+        def is_leader(self) -> bool:
+            return True
+
+        def listening(self) -> int:
+            return 1
+
+    async def broken(prefix: str, conn: Any) -> list[dict[str, Any]]:
+        raise psycopg.errors.InvalidTextRepresentation("invalid input value for enum oban_job_state")
+
+    met.full_count = broken  # type: ignore[method-assign]
+    met.record("success", "py", "py.Span", 0.001, 0.001)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute('LISTEN "public.oban_metrics"')
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as sender:
+            await met.tick(Ctx(), sender)  # type: ignore[arg-type]
+        got = [decode(n.payload) async for n in conn.notifies(timeout=1, stop_after=1)]
+    assert [m["series"] for m in got[0]["metrics"]] == ["exec_time", "wait_time", "exec_count"]

@@ -243,7 +243,8 @@ async def test_shutdown_leaves_running_jobs_for_the_lifeline(db_url: str) -> Non
     assert rows(db_url, f"id = {job.id}")[0]["state"] == "executing"  # not lost, not acked
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE oban_jobs SET attempted_at = attempted_at - interval '2 hours' WHERE id = %s", [job.id])
-    lifeline = Lifeline(rescue_after=3600, interval=0.05)
+    # The stopped node is gone: its job comes back through the orphan rescue (a short grace here).
+    lifeline = Lifeline(rescue_after=3600, interval=0.05, orphan_grace=0.2)
     async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[lifeline], poll_interval=0.1) as runner:
         await wait_for(lambda: runner.runtime is not None and runner.runtime.is_leader())
         await wait_for(lambda: count(db_url, f"id = {job.id} AND state = 'available'") == 1)

@@ -1,8 +1,9 @@
 """lib/oban/plugins/lifeline.ex: the leader returns jobs stuck `executing` for longer than
 `rescue_after` (60 minutes by default, as in Elixir) to `available`, or discards them when they have
 no attempts left, every `interval` (1 minute), the first one interval after start. By default
-(scope "own") only jobs that oban_bridge producers attempted: an Elixir app's jobs may legitimately
-run for hours, and its own Lifeline, configured by that app, decides when they are stuck.
+(scope "own") only jobs that this instance's producers attempted (this node's, and its peers' heard
+in gossip): an Elixir app's jobs, or another Python instance's, may legitimately run for hours,
+and their own Lifeline, configured by their app, decides when they are stuck.
 
 Jobs of oban_bridge producers that are gone come back sooner. A producer holds a presence lock for
 as long as its process lives (presence.py), so every node looks, every `orphan_interval` seconds,
@@ -75,7 +76,7 @@ class Lifeline(Plugin):
         if now >= self._next_rescue:
             self._next_rescue = now + self.rescue_interval
             if ctx.is_leader() and self.rescue_after is not None:
-                rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after,
-                                                             everything=self.scope == "all"))
+                uuids = None if self.scope == "all" else ctx.instance_producers()
+                rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after, uuids=uuids))
         if rescued:
             log.warning("lifeline rescued jobs", extra={"plugin": self.name, "jobs": [r["id"] for r in rescued]})

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from ..notifier import notify
-from .base import Context, Plugin
+from .base import Context, Plugin, log
 
 ERROR = 0.02
 GAMMA = (1 + ERROR) / (1 - ERROR)
@@ -72,6 +72,7 @@ class Met(Plugin):
         self._totals: dict[str, int] = {}
         self._queues: list[str] = []
         self._checks = 0
+        self._listening = 0
         self._queues_at: int | None = None
 
     def listens(self) -> Mapping[str, Callable[[dict[str, Any]], Awaitable[None] | None]]:
@@ -84,11 +85,14 @@ class Met(Plugin):
         if isinstance(metrics, list) and any(isinstance(m, dict) and m.get("series") == "full_count" for m in metrics):
             self._quiet_until = max(self._quiet_until, time.monotonic() + random.uniform(*self.defer_for))
 
-    def counting(self, leader: bool) -> bool:
-        """Whether this node sends full counts now: the leader, once it has listened a while,
-        and while no other node's counts are heard."""
+    def counting(self, leader: bool, listening: int = 1) -> bool:
+        """Whether this node sends full counts now: the leader, once it has listened a while on
+        its current notifier connection (`listening`: that connection's number, 0 while down —
+        deaf, it could not know another leader counts), and while no other node's counts are heard."""
         now = time.monotonic()
-        return leader and now - self._started >= self.listen_first and now >= self._quiet_until
+        if listening != self._listening:
+            self._listening, self._started = listening, now
+        return leader and listening > 0 and now - self._started >= self.listen_first and now >= self._quiet_until
 
     def start(self, ctx: Context) -> None:
         self._ident = (ctx.name, ctx.node)
@@ -127,8 +131,8 @@ class Met(Plugin):
         counts: list[tuple[str, str, int]] = []
         async with conn.transaction():
             cur = await conn.execute(sql.SQL(
-                "SELECT state::text, queue, count(*) FROM {} WHERE state = ANY(%s::{}.oban_job_state[]) GROUP BY state, queue"
-            ).format(table, sql.Identifier(prefix)), [exact])
+                "SELECT state::text, queue, count(*) FROM {} WHERE state::text = ANY(%s::text[]) GROUP BY state, queue"
+            ).format(table), [exact])
             counts += [(s, q, int(n)) for s, q, n in await cur.fetchall()]
             explain = sql.SQL("EXPLAIN (FORMAT JSON) SELECT id FROM {} WHERE state = %s::{}.oban_job_state "
                               "AND queue = %s").format(table, sql.Identifier(prefix))
@@ -146,8 +150,11 @@ class Met(Plugin):
 
     async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
         full: list[dict[str, Any]] = []
-        if self.full_counts and self.counting(ctx.is_leader()):
-            full = await self.full_count(ctx.prefix, conn)
+        if self.full_counts and self.counting(ctx.is_leader(), ctx.listening()):
+            try:
+                full = await self.full_count(ctx.prefix, conn)
+            except psycopg.Error as exc:  # the node's own metrics still go out
+                log.warning("met: counting jobs failed", extra={"plugin": self.name, "error": str(exc).strip()})
         payload = self.payload(ctx.name, ctx.node, full)
         if payload is not None:
             await notify(conn, ctx.prefix, "metrics", [payload])
