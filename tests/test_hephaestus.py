@@ -36,6 +36,8 @@ async def render_pdf(ctx: Any) -> Any:
         raise RuntimeError("the renderer fell over")
     if behaviour["mode"] == "async":
         return Async()
+    if behaviour["mode"] == "sleep":
+        await asyncio.sleep(5)
     if behaviour["mode"] == "bad_key":
         return StepResult("rendered", context={"not_an_atom_anywhere": 1})
     return StepResult("rendered", context={"pdf_url": "s3://badges/order123.pdf", "pages": 2})
@@ -266,3 +268,76 @@ async def wait_state(url: str, job_id: int | None, state: str, timeout: float = 
             return
         assert time.monotonic() < deadline, f"job {job_id} is {row}, not {state}"
         await asyncio.sleep(0.05)
+
+
+def failure_rows(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two rows hephaestus_oban's AdvanceWorker (detect_discarded_steps/2) and FailureHandler
+    leave when a step is out of attempts: a discarded ExecuteStepWorker and an AdvanceWorker."""
+    rows = new_rows(url, "oban_jobs", WAITING)
+    [discarded] = [r for r in rows if r["worker"] == "HephaestusOban.ExecuteStepWorker"]
+    [advance] = [r for r in rows if r["worker"] == "HephaestusOban.AdvanceWorker"]
+    assert discarded["state"] == "discarded" and discarded["queue"] == "hephaestus"
+    assert discarded["args"]["instance_id"] == INSTANCE and discarded["args"]["step_ref"] == RENDER
+    assert advance["args"] == {"instance_id": INSTANCE, "config_key": "Elixir.Harness.Heph",
+                               "workflow": "Elixir.Harness.Workflows.BadgeFlow"}
+    assert advance["state"] == "available" and advance["meta"]["step"] == "render_pdf"
+    assert new_rows(url, "hephaestus_step_results", WAITING) == []
+    return discarded, advance
+
+
+STEP_ARGS = {"instance_id": INSTANCE, "step_ref": RENDER, "workflow": "Elixir.Harness.Workflows.BadgeFlow",
+             "workflow_version": 1, "config_key": "Elixir.Harness.Heph"}
+
+
+async def test_a_refused_result_fails_the_workflow_at_once(db_url: str) -> None:
+    """An undeclared context key cannot be loaded by Elixir and cannot succeed on a retry: the
+    workflow fails on the first attempt, and the error says which key was refused."""
+    seed(db_url, WAITING)
+    behaviour.update(mode="bad_key", calls=0)
+    async with AsyncObanBridge(db_url, queues={STEP_QUEUE: 1}, poll_interval=0.1) as oban:
+        job = await oban.insert(Job.new(STEP_WORKER, STEP_ARGS, queue=STEP_QUEUE, max_attempts=5))
+        await wait_state(db_url, job.id, "discarded")
+    assert behaviour["calls"] == 1
+    discarded, _ = failure_rows(db_url)
+    assert "not_an_atom_anywhere" in discarded["errors"][0]["error"]
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT attempt, errors FROM oban_jobs WHERE id = %s", [job.id]).fetchone()
+    assert row is not None and row[0] == 1 and "not_an_atom_anywhere" in row[1][0]["error"]
+
+
+async def test_a_step_timing_out_on_its_last_attempt_fails_the_workflow(db_url: str) -> None:
+    from oban_bridge.hephaestus.steps import registered
+
+    seed(db_url, WAITING)
+    behaviour.update(mode="sleep", calls=0)
+    spec = registered(RENDER)
+    assert spec is not None
+    spec.timeout = 0.3
+    try:
+        async with AsyncObanBridge(db_url, queues={STEP_QUEUE: 1}, poll_interval=0.1) as oban:
+            job = await oban.insert(Job.new(STEP_WORKER, STEP_ARGS, queue=STEP_QUEUE, max_attempts=1))
+            await wait_state(db_url, job.id, "discarded")
+    finally:
+        spec.timeout = None
+    discarded, _ = failure_rows(db_url)
+    assert "timed out after 300ms" in discarded["errors"][0]["error"]
+
+
+async def test_a_step_rescued_with_no_attempts_left_fails_the_workflow(db_url: str) -> None:
+    """Its node was SIGKILLed on the last attempt: the lifeline discards the job, and since
+    nothing ran to see that attempt fail, it tells the workflow."""
+    from oban_bridge.plugins.lifeline import Lifeline
+    from oban_bridge.producer import producer_uuid
+
+    seed(db_url, WAITING)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        got = conn.execute(
+            "INSERT INTO oban_jobs (state, queue, worker, args, attempt, max_attempts, attempted_by, attempted_at) "
+            "VALUES ('executing', %s, %s, %s, 3, 3, ARRAY['dead-node', %s], timezone('UTC', now()) - interval '1 minute') "
+            "RETURNING id", [STEP_QUEUE, STEP_WORKER, json.dumps(STEP_ARGS), producer_uuid()]).fetchone()
+    assert got is not None
+    async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[Lifeline(orphan_grace=0.2)], poll_interval=0.1):
+        await wait_state(db_url, got[0], "discarded")
+        await asyncio.sleep(0.3)
+    discarded, _ = failure_rows(db_url)
+    assert "rescued after its node stopped" in discarded["errors"][0]["error"]

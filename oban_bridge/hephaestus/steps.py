@@ -31,8 +31,9 @@ from ..executor import format_exception
 from ..insert import settle_plan, unique_lock_plan
 from ..job import Job
 from ..runtime import current
-from ..worker import Snooze, worker
-from .handover import Handover, HandoverResult, NotReady, failure_plan, handover_plan, load_plan
+from ..plugins.lifeline import on_rescued_out_of_attempts
+from ..worker import Discard, Snooze, worker
+from .handover import Handover, HandoverError, HandoverResult, NotReady, failure_plan, handover_plan, load_plan
 from .names import module_ref
 
 STEP_WORKER = "oban_bridge.hephaestus.ExecuteStep"
@@ -72,6 +73,7 @@ class StepSpec:
     events: list[str]
     context_keys: list[str]
     is_async: bool
+    timeout: float | None = None
 
 
 _steps: dict[str, StepSpec] = {}
@@ -81,19 +83,24 @@ def registered(step_ref: str) -> StepSpec | None:
     return _steps.get(module_ref(step_ref))
 
 
-def step(step_ref: str, *, events: Iterable[str], context_keys: Iterable[str] = ()) -> Callable[[F], F]:
+def step(step_ref: str, *, events: Iterable[str], context_keys: Iterable[str] = (),
+         timeout: float | None = None) -> Callable[[F], F]:
     """Declare the Python handler of an Elixir step module. `events` and `context_keys` must match
-    what the Elixir stub declares (events/0, context_keys/0): those atoms are what Elixir can load."""
+    what the Elixir stub declares (events/0, context_keys/0): those atoms are what Elixir can load.
+    `timeout` (seconds) stops an attempt like a worker's timeout; on the last attempt the workflow
+    fails, as every other way a step can fail does."""
     ref = module_ref(step_ref)
     declared = [str(e) for e in events]
     if not declared:
         raise ValueError(f"step {ref}: declare at least one event (the stub's events/0)")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"step {ref}: timeout must be a positive number of seconds, got {timeout!r}")
 
     def decorate(handler: F) -> F:
         if ref in _steps and _steps[ref].handler is not handler:
             raise ValueError(f"step {ref} already has a Python handler")
         _steps[ref] = StepSpec(ref, handler, declared, [str(k) for k in context_keys],
-                               inspect.iscoroutinefunction(handler))
+                               inspect.iscoroutinefunction(handler), timeout)
         return handler
 
     return decorate
@@ -123,7 +130,44 @@ async def handover(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix:
         await run_async(conn, unique_lock_plan(prefix, probe, release=True))
 
 
-@worker(STEP_WORKER, queue=STEP_QUEUE, max_attempts=5)
+def spec_timeout(job: Job) -> int:
+    seconds = _step_timeout(job)
+    return round((seconds or 0) * 1000)
+
+
+def _step_timeout(job: Job) -> float | None:
+    """STEP_WORKER's timeout: the running step's own (`@step(..., timeout=)`)."""
+    ref = job.args.get("step_ref") if isinstance(job.args, dict) else None
+    spec = registered(ref) if isinstance(ref, str) else None
+    return None if spec is None else spec.timeout
+
+
+async def _fail_workflow(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, job: Job,
+                         error_text: str, node: str) -> None:
+    """Write what Hephaestus reads when a step is out of attempts (handover.failure_plan), so the
+    Elixir AdvanceWorker fails the workflow as it fails an Elixir step, instead of waiting forever."""
+    async with conn.transaction():
+        await run_async(conn, failure_plan(
+            prefix, heph_prefix, job.args, error_text, attempt=max(1, job.attempt),
+            max_attempts=job.max_attempts, attempted_by=list(job.attempted_by or [node, ""])))
+
+
+async def _rescued(conn: psycopg.AsyncConnection[Any], prefix: str, job: Job) -> None:
+    """A step job the lifeline discarded (its node died on the last attempt): nothing ran to
+    record the failure, so the lifeline hands it here."""
+    if not all(isinstance(job.args.get(k), str) for k in ("instance_id", "step_ref", "workflow")):
+        return
+    heph_prefix = str(job.args.get("hephaestus_prefix") or prefix)
+    await _fail_workflow(conn, prefix, heph_prefix, job,
+                         f"** (Oban.CrashError) {STEP_WORKER} was rescued after its node stopped, with no "
+                         f"attempts left (attempt {job.attempt} of {job.max_attempts})",
+                         (job.attempted_by or ["?"])[0])
+
+
+on_rescued_out_of_attempts(STEP_WORKER, _rescued)
+
+
+@worker(STEP_WORKER, queue=STEP_QUEUE, max_attempts=5, timeout=_step_timeout)
 async def execute_step(job: Job) -> Any:
     """The Python twin of HephaestusOban.ExecuteStepWorker for steps declared with @step."""
     args = job.args
@@ -156,25 +200,34 @@ async def execute_step(job: Job) -> Any:
             initial=dict(instance.context.get("initial") or {}),
             steps=dict(instance.context.get("steps") or {}), job=job,
         )
+        last = job.attempt >= job.max_attempts
         try:
             if spec.is_async:
                 outcome = await spec.handler(context)
             else:
                 outcome = await asyncio.to_thread(spec.handler, context)
+        except asyncio.CancelledError:
+            # Stopped by the node: at its timeout on the last attempt, the executor discards the
+            # job (executor.ex), so the workflow must hear of it; a shutdown leaves the job for
+            # the lifeline and a pkill is an operator's cancel, neither a step failure.
+            if last and job.stop_requested == "timeout":
+                timeout = spec_timeout(job)
+                await asyncio.shield(_fail_workflow(
+                    conn, runtime.prefix, heph_prefix, job,
+                    f"** (Oban.TimeoutError) {STEP_WORKER} timed out after {timeout}ms", runtime.node))
+            raise
         except Exception as exc:
-            if job.attempt >= job.max_attempts:
-                async with conn.transaction():
-                    await run_async(conn, failure_plan(
-                        runtime.prefix, heph_prefix, args, format_exception(exc),
-                        attempt=job.attempt, max_attempts=job.max_attempts,
-                        attempted_by=list(job.attempted_by or [runtime.node, ""])))
+            if last:
+                await _fail_workflow(conn, runtime.prefix, heph_prefix, job, format_exception(exc), runtime.node)
             raise
         if isinstance(outcome, Async):
             return None
         if isinstance(outcome, str):
             outcome = StepResult(outcome)
         if not isinstance(outcome, StepResult):
-            raise TypeError(f"step {step_ref} returned {outcome!r}; expected StepResult(event, ...), an event name or Async()")
+            # The same handler returns the same kind of value next time: refused for good.
+            return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, TypeError(
+                f"step {step_ref} returned {outcome!r}; expected StepResult(event, ...), an event name or Async()"))
         try:
             await handover(conn, runtime.prefix, heph_prefix, Handover(
                 instance_id=instance.id, step_ref=step_ref, event=outcome.event,
@@ -184,9 +237,19 @@ async def execute_step(job: Job) -> Any:
             ))
         except NotReady:
             return Snooze(1)
+        except HandoverError as exc:
+            return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, exc)
         return None
     finally:
         await conn.close()
+
+
+async def _refuse(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, job: Job, node: str,
+                  exc: Exception) -> Discard:
+    """A result Elixir could not load (an undeclared event or context key, a wrong return type)
+    cannot succeed on a retry: fail the workflow now, saying what was refused, and discard."""
+    await _fail_workflow(conn, prefix, heph_prefix, job, format_exception(exc), node)
+    return Discard(str(exc))
 
 
 __all__ = ["Async", "STEP_QUEUE", "STEP_WORKER", "StepContext", "StepResult", "execute_step", "handover",

@@ -16,13 +16,41 @@ moments, is seen present, and keeps its jobs."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ..db import run_async
 from ..engine import absent_producers_plan, rescue_orphans_plan, rescue_plan
+from ..job import Job
 from .base import Context, Plugin, Scope, check_scope, log
+
+RescueHook = Callable[[psycopg.AsyncConnection[Any], str, Job], Awaitable[None]]
+_hooks: dict[str, RescueHook] = {}
+
+
+def on_rescued_out_of_attempts(worker: str, hook: RescueHook) -> None:
+    """Run `hook(conn, prefix, job)` when the lifeline discards a job of `worker` because its node
+    is gone and it has no attempts left: nothing ran to see that attempt fail (hephaestus/steps.py
+    tells the workflow)."""
+    _hooks[worker] = hook
+
+
+async def _after_discard(ctx: Context, conn: psycopg.AsyncConnection[Any], rescued: list[dict[str, Any]]) -> None:
+    ids = [r["id"] for r in rescued if r["state"] == "discarded" and r.get("worker") in _hooks]
+    if not ids:
+        return
+    cur = await conn.execute(sql.SQL("SELECT * FROM {}.oban_jobs WHERE id = ANY(%s)").format(
+        sql.Identifier(ctx.prefix)), [ids])
+    columns = [c.name for c in cur.description or []]
+    for row in await cur.fetchall():
+        job = Job.from_row(dict(zip(columns, row)))
+        try:
+            await _hooks[job.worker](conn, ctx.prefix, job)
+        except Exception as exc:  # noqa: BLE001 - one job's hook never stops the rescue of others
+            log.warning("lifeline: after-discard hook failed", extra={"job_id": job.id, "error": str(exc)})
 
 
 class Lifeline(Plugin):
@@ -80,3 +108,4 @@ class Lifeline(Plugin):
                 rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after, uuids=uuids))
         if rescued:
             log.warning("lifeline rescued jobs", extra={"plugin": self.name, "jobs": [r["id"] for r in rescued]})
+            await _after_discard(ctx, conn, rescued)

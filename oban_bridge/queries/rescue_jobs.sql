@@ -9,4 +9,4 @@ SET state = CASE WHEN attempt < max_attempts THEN 'available'::{prefix}.oban_job
     discarded_at = CASE WHEN attempt < max_attempts THEN discarded_at ELSE %(now)s END
 WHERE state = 'executing' AND attempted_at < %(before)s
   AND (%(everything)s OR attempted_by[2] = ANY(%(uuids)s::text[]))
-RETURNING id, queue, state
+RETURNING id, queue, state, worker

@@ -15,4 +15,4 @@ WHERE j.state = 'executing'
       AND l.classid = (hashtext('oban_bridge.producer')::bigint & 4294967295)::oid
       AND l.objid = (hashtext(j.attempted_by[2])::bigint & 4294967295)::oid
   )
-RETURNING j.id, j.queue, j.state
+RETURNING j.id, j.queue, j.state, j.worker
