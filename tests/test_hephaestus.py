@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -341,3 +342,48 @@ async def test_a_step_rescued_with_no_attempts_left_fails_the_workflow(db_url: s
         await asyncio.sleep(0.3)
     discarded, _ = failure_rows(db_url)
     assert "rescued after its node stopped" in discarded["errors"][0]["error"]
+
+
+async def test_joining_an_executing_advance_worker_never_loses_the_result(db_url: str) -> None:
+    """The window: an AdvanceWorker has committed its transaction (it read the results before
+    ours) but its row is still `executing`. The hand-over joins it; once it is acked without
+    applying our result, a fresh AdvanceWorker is enqueued to apply it."""
+    seed(db_url, WAITING)
+    behaviour.update(mode="ok", calls=0)
+    advance_args = {"instance_id": INSTANCE, "config_key": "Elixir.Harness.Heph",
+                    "workflow": "Elixir.Harness.Workflows.BadgeFlow", "workflow_version": 1}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        got = conn.execute(
+            "INSERT INTO oban_jobs (state, queue, worker, args, attempt, attempted_by, attempted_at) "
+            "VALUES ('executing', 'hephaestus', 'HephaestusOban.AdvanceWorker', %s, 1, ARRAY['vm', %s], "
+            "timezone('UTC', now())) RETURNING id", [json.dumps(advance_args), str(uuid4())]).fetchone()
+    assert got is not None
+    running_advance = got[0]
+    async with AsyncObanBridge(db_url, queues={STEP_QUEUE: 1}, poll_interval=0.1) as oban:
+        job = await oban.insert(Job.new(STEP_WORKER, STEP_ARGS, queue=STEP_QUEUE))
+        await wait_until(lambda: len(new_rows(db_url, "hephaestus_step_results", WAITING)) == 1)
+        await asyncio.sleep(1.5)
+        # Joined, not duplicated, while the executing one may still apply it.
+        assert [r["id"] for r in live_advances(db_url)] == [running_advance]
+        with psycopg.connect(db_url, autocommit=True) as conn:  # Elixir acks it: our result unapplied
+            conn.execute("UPDATE oban_jobs SET state = 'completed', completed_at = timezone('UTC', now()) "
+                         "WHERE id = %s", [running_advance])
+        await wait_until(lambda: [r["state"] for r in live_advances(db_url)] == ["available"], timeout=10)
+        await wait_state(db_url, job.id, "completed")
+    [fresh] = live_advances(db_url)
+    assert fresh["args"] == advance_args and fresh["queue"] == "hephaestus"
+    assert [r["processed"] for r in new_rows(db_url, "hephaestus_step_results", WAITING)] == [False]
+
+
+def live_advances(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT row_to_json(j) FROM oban_jobs j WHERE worker = 'HephaestusOban.AdvanceWorker' "
+            "AND state IN ('available', 'scheduled', 'executing', 'retryable') ORDER BY id")]
+
+
+async def wait_until(predicate: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

@@ -253,6 +253,19 @@ def failure_plan(prefix: str, heph_prefix: str, args: Mapping[str, Any], error_t
     return job
 
 
+def advance_plan(prefix: str, heph_prefix: str, instance_id: str, step_ref: str,
+                 config_key: Any) -> Plan[Job | None]:
+    """An AdvanceWorker job for the instance, as the hand-over inserts it (unique: it joins one
+    that has not run yet)."""
+    instance, defaults = yield from load_plan(prefix, heph_prefix, instance_id, module_ref(step_ref))
+    key = config_key or defaults.config_key
+    if instance is None or not key:
+        return None
+    meta, tags = job_meta(instance, defaults, module_ref(step_ref))
+    job = yield from insert_plan(prefix, advance_job(instance, str(key), meta, tags))
+    return job
+
+
 def resume_job(instance: Instance, defaults: JobDefaults, step_ref: str, event: str, config_key: str, *,
                scheduled_at: datetime | None = None, schedule_in: float | None = None) -> Job:
     """The ResumeWorker job Runner.resume/2 and schedule_resume/3 insert (max_attempts 3)."""

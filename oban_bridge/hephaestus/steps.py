@@ -33,7 +33,8 @@ from ..job import Job
 from ..runtime import current
 from ..plugins.lifeline import on_rescued_out_of_attempts
 from ..worker import Discard, Snooze, worker
-from .handover import Handover, HandoverError, HandoverResult, NotReady, failure_plan, handover_plan, load_plan
+from .handover import (Handover, HandoverError, HandoverResult, NotReady, advance_plan, failure_plan, handover_plan,
+                       load_plan)
 from .names import module_ref
 
 STEP_WORKER = "oban_bridge.hephaestus.ExecuteStep"
@@ -193,7 +194,8 @@ async def execute_step(job: Job) -> Any:
             prefixed("heph_pending", runtime.prefix, heph=sql.Identifier(heph_prefix)),
             {"id": instance.id, "step_ref": step_ref})).fetchall()
         if pending:
-            return None  # our result is recorded and waits for AdvanceWorker: nothing to redo
+            # Our result is recorded: make sure an AdvanceWorker will apply it (see _confirm).
+            return await _confirm(conn, runtime.prefix, heph_prefix, instance.id, step_ref, args)
         context = StepContext(
             instance_id=instance.id, step_ref=step_ref, workflow=instance.workflow,
             workflow_version=instance.workflow_version,
@@ -229,7 +231,7 @@ async def execute_step(job: Job) -> Any:
             return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, TypeError(
                 f"step {step_ref} returned {outcome!r}; expected StepResult(event, ...), an event name or Async()"))
         try:
-            await handover(conn, runtime.prefix, heph_prefix, Handover(
+            result = await handover(conn, runtime.prefix, heph_prefix, Handover(
                 instance_id=instance.id, step_ref=step_ref, event=outcome.event,
                 context=dict(outcome.context), metadata=dict(outcome.metadata),
                 config_key=args.get("config_key"), events=spec.events, context_keys=spec.context_keys,
@@ -239,9 +241,46 @@ async def execute_step(job: Job) -> Any:
             return Snooze(1)
         except HandoverError as exc:
             return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, exc)
+        if result.advance_job is not None and result.advance_job.conflict:
+            return await _confirm(conn, runtime.prefix, heph_prefix, instance.id, step_ref, args)
         return None
     finally:
         await conn.close()
+
+
+async def _confirm(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, instance_id: str,
+                   step_ref: str, args: Mapping[str, Any]) -> Snooze | None:
+    """The hand-over joined an existing AdvanceWorker. One that has not started will apply our
+    result. One that is `executing` may have committed its transaction (and read the results)
+    before ours, its row merely not acked yet: then nothing would apply our result, and the
+    workflow would wait forever — hephaestus_oban's own step worker has this window. So check
+    again shortly, and once no AdvanceWorker is left to run, enqueue one."""
+    live = await (await conn.execute(prefixed("heph_live_advance", prefix), {"id": instance_id})).fetchall()
+    states = {row[1] for row in live}
+    if "executing" in states:
+        return Snooze(1)
+    if states:
+        return None
+    still = await (await conn.execute(prefixed("heph_pending", prefix, heph=sql.Identifier(heph_prefix)),
+                                      {"id": instance_id, "step_ref": step_ref})).fetchall()
+    if still:
+        await reenqueue_advance(conn, prefix, heph_prefix, instance_id, step_ref, args.get("config_key"))
+    return None
+
+
+async def reenqueue_advance(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str,
+                            instance_id: str, step_ref: str, config_key: Any) -> None:
+    probe = Job.new("HephaestusOban.AdvanceWorker", {"instance_id": instance_id},
+                    unique={"keys": ["instance_id"], "period": "infinity",
+                            "states": ["available", "scheduled", "executing", "retryable"]})
+    await run_async(conn, unique_lock_plan(prefix, probe))
+    try:
+        async with conn.transaction():
+            job = await run_async(conn, advance_plan(prefix, heph_prefix, instance_id, step_ref, config_key))
+        if job is not None:
+            await run_async(conn, settle_plan(prefix, job, 2.0))
+    finally:
+        await run_async(conn, unique_lock_plan(prefix, probe, release=True))
 
 
 async def _refuse(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, job: Job, node: str,

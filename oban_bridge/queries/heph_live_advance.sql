@@ -1,0 +1,6 @@
+-- The instance's AdvanceWorker jobs that will still run (AdvanceWorker's unique states). One that
+-- is `executing` may already have committed its transaction without seeing a result written
+-- after it took the lock: only one that has not started is sure to apply it.
+SELECT id, state::text AS state FROM {prefix}.oban_jobs
+WHERE worker = 'HephaestusOban.AdvanceWorker' AND args->>'instance_id' = %(id)s
+  AND state IN ('available', 'scheduled', 'executing', 'retryable')
