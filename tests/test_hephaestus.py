@@ -246,7 +246,8 @@ def test_cli_resume_and_its_errors(db_url: str) -> None:
     bad = runner.invoke(main, [*base, "nope::1", "rendered", "--events", "rendered"])
     assert bad.exit_code == 2 and "no workflow instance" in bad.output
     bad = runner.invoke(main, [*base, INSTANCE, "rendered"])
-    assert bad.exit_code == 2 and "cannot check" in bad.output
+    assert bad.exit_code == 2 and "cannot be checked" in bad.output
+    assert "--events rendered[,...]" in bad.output and "events=['rendered', ...]" in bad.output
     bad = runner.invoke(main, [*base, INSTANCE, "exploded", "--events", "rendered"])
     assert bad.exit_code == 2 and "does not declare event" in bad.output
     bad = runner.invoke(main, [*base, INSTANCE, "rendered", "--events", "rendered", "--context", '{"zzz_unknown": 1}'])
@@ -387,3 +388,23 @@ async def wait_until(predicate: Any, timeout: float = 15) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+def test_cli_resume_accepts_an_event_the_step_already_produced(db_url: str) -> None:
+    """No @step and no --events, but Hephaestus stored this step's event before (an earlier,
+    processed result): Elixir knows the atom, so it is accepted; other events are still refused."""
+    seed(db_url, WAITING)
+    approve = "Elixir.Harness.Steps.Approve"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE workflow_instances SET state = jsonb_set(jsonb_set(state, '{current_step}', %s::jsonb),"
+                     " '{active_steps}', %s::jsonb) WHERE id = %s",
+                     [json.dumps(approve), json.dumps([approve]), INSTANCE])
+        conn.execute("INSERT INTO hephaestus_step_results (id, instance_id, step_ref, event, context_updates, "
+                     "metadata_updates, processed, workflow_version, inserted_at) "
+                     "SELECT gen_random_uuid(), %s, %s, 'approved', '{}', '{}', true, 1, now()", [INSTANCE, approve])
+    base = ["--database-url", db_url, "hephaestus", "resume"]
+    unknown = CliRunner().invoke(main, [*base, INSTANCE, "rejected"])
+    assert unknown.exit_code == 2 and "(seen: approved)" in unknown.output
+    ok = CliRunner().invoke(main, [*base, INSTANCE, "approved", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["written"]

@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from ..client import AsyncObanBridge
-from ..db import run_async
+from psycopg import sql
+
+from ..db import prefixed, run_async
 from .handover import Handover, HandoverError, HandoverResult, NotReady, load_plan, resume_job
 from .names import module_ref
 from .steps import handover, registered
@@ -43,7 +45,17 @@ async def resume(
         spec = registered(ref)
         declared = list(events) if events is not None else (spec.events if spec else None)
         if declared is None:
-            raise HandoverError("event", f"cannot check {event!r}: declare {ref} with @step or pass its events (events/0)")
+            # An event this step already produced elsewhere is one Elixir knows (events/0).
+            rows = await (await conn.execute(prefixed("heph_known_events", oban.prefix, heph=sql.Identifier(heph_prefix)),
+                                             {"step_ref": ref})).fetchall()
+            known = sorted(r[0] for r in rows)
+            if event not in known:
+                raise HandoverError("event", (
+                    f"{event!r} cannot be checked against {ref}'s events/0: no @step declares that step here "
+                    f"and no earlier result of it used {event!r}" + (f" (seen: {', '.join(known)})" if known else "")
+                    + f". Pass the step's events: --events {event}[,...] on the command line, "
+                    f"events=[{event!r}, ...] from Python"))
+            declared = known
         keys = list(context_keys) + (spec.context_keys if spec else [])
         try:
             return await handover(conn, oban.prefix, heph_prefix, Handover(
