@@ -113,7 +113,9 @@ def _rank(value: Any) -> tuple[int, Any]:
     return (7, repr(value))
 
 
-def _encode(value: Any, out: bytearray) -> None:
+def _encode(value: Any, out: bytearray, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:  # also what stops a value that contains itself
+        raise TermError(f"value nested deeper than {MAX_DEPTH} levels")
     if value is None:
         out += _atom("nil")
     elif value is True:
@@ -135,6 +137,8 @@ def _encode(value: Any, out: bytearray) -> None:
             else:
                 out += b"o" + struct.pack(">I", len(digits)) + bytes([1 if value < 0 else 0]) + digits
     elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TermError(f"cannot encode {value!r}: Erlang floats are finite")
         out += b"F" + struct.pack(">d", value)
     elif isinstance(value, str):
         data = value.encode()
@@ -144,7 +148,7 @@ def _encode(value: Any, out: bytearray) -> None:
     elif isinstance(value, tuple):
         out += (b"h" + bytes([len(value)])) if len(value) <= 255 else (b"i" + struct.pack(">I", len(value)))
         for item in value:
-            _encode(item, out)
+            _encode(item, out, depth + 1)
     elif isinstance(value, list):
         if not value:
             out += b"j"
@@ -153,14 +157,14 @@ def _encode(value: Any, out: bytearray) -> None:
         else:
             out += b"l" + struct.pack(">I", len(value))
             for item in value:
-                _encode(item, out)
+                _encode(item, out, depth + 1)
             out += b"j"
     elif isinstance(value, dict):
         out += b"t" + struct.pack(">I", len(value))
         items = sorted(value.items(), key=lambda kv: _rank(kv[0])) if len(value) <= 32 else list(value.items())
         for key, item in items:
-            _encode(key, out)
-            _encode(item, out)
+            _encode(key, out, depth + 1)
+            _encode(item, out, depth + 1)
     else:
         raise TermError(f"cannot encode {type(value).__name__} as an Erlang term")
 
@@ -180,6 +184,10 @@ def term_to_binary(value: Any, *, compressed: int | None = None) -> bytes:
 # Decoding limits: what recorded output and `term` args fields hold is small; a row is untrusted
 # input, so depth and size are bounded before any work is done, and nothing recurses.
 MAX_DEPTH = 100
+# Python hashes numbers (and tuples of them) predictably, so a map of crafted bignum keys would
+# make every insert collide: decoding turns quadratic (75,000 keys inside 1 MiB: 40 s). Strings
+# and binaries hash with a per-process secret. So a term may hold this many map keys that are not.
+MAX_PLAIN_HASH_KEYS = 2_000
 
 _OPEN = object()  # stack marker: the container under construction
 
@@ -207,7 +215,7 @@ def binary_to_term(data: bytes, *, limit: int = 1 << 20, max_depth: int = MAX_DE
             body = inflater.decompress(data[6:], size + 1)
         except zlib.error as exc:
             raise TermError(f"not a valid Erlang term: {exc}") from None
-        if len(body) != size or not inflater.eof or inflater.unconsumed_tail:
+        if len(body) != size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
             raise TermError("not a valid Erlang term: compressed size does not match")
     else:
         body = data[1:]
@@ -219,7 +227,7 @@ def _decode(buf: bytes, max_depth: int) -> Any:
     pos = 0
     # Each frame: [kind, items, remaining]; kind is "l" (list), "t" (tuple) or "m" (map).
     stack: list[list[Any]] = []
-    result: Any = _OPEN
+    weak_keys = 0  # map keys with predictable hashes so far (MAX_PLAIN_HASH_KEYS)
 
     def need(n: int) -> None:
         if pos + n > end:
@@ -242,6 +250,8 @@ def _decode(buf: bytes, max_depth: int) -> Any:
             need(8)
             (value,) = struct.unpack_from(">d", buf, pos)
             pos += 8
+            if value != value or value in (float("inf"), float("-inf")):
+                raise TermError("not a valid Erlang term: Erlang has no NaN or infinite floats")
         elif tag == 99:  # FLOAT_EXT: 31 bytes of "%.20e"
             need(31)
             text = buf[pos:pos + 31].split(b"\x00", 1)[0]
@@ -250,6 +260,8 @@ def _decode(buf: bytes, max_depth: int) -> Any:
                 value = float(text.decode("ascii"))
             except (UnicodeDecodeError, ValueError):
                 raise TermError("not a valid Erlang term: bad float") from None
+            if value != value or value in (float("inf"), float("-inf")) or b"_" in text or text != text.strip():
+                raise TermError("not a valid Erlang term: bad float")
         elif tag in (100, 115, 118, 119):  # ATOM_EXT, SMALL_ATOM_EXT, ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT
             width = 2 if tag in (100, 118) else 1
             need(width)
@@ -262,6 +274,8 @@ def _decode(buf: bytes, max_depth: int) -> Any:
                 name = raw.decode("utf-8") if tag in (118, 119) else raw.decode("latin-1")
             except UnicodeDecodeError:
                 raise TermError("not a valid Erlang term: bad atom") from None
+            if len(name) > 255:
+                raise TermError("not a valid Erlang term: atom longer than 255 characters")
             value = {"nil": None, "true": True, "false": False}.get(name, _OPEN)
             if value is _OPEN:
                 value = Atom(name)
@@ -342,10 +356,18 @@ def _decode(buf: bytes, max_depth: int) -> Any:
             elif kind == "t":
                 value = tuple(items)
             else:
+                keys = items[0::2]
+                weak_keys += sum(1 for k in keys if not isinstance(k, (str, bytes)))
+                if weak_keys > MAX_PLAIN_HASH_KEYS:
+                    raise TermError(f"term has over {MAX_PLAIN_HASH_KEYS} map keys that are not strings")
                 try:
-                    value = {_key(items[i]): items[i + 1] for i in range(0, len(items), 2)}
+                    value = {_key(k): v for k, v in zip(keys, items[1::2])}
                 except TypeError:
-                    raise TermError("not a valid Erlang term: unhashable map key") from None
+                    raise TermError("not a valid Erlang term: a map or other unhashable map key") from None
+                if len(value) != len(keys):
+                    # Duplicates (Erlang refuses them), or keys Python cannot tell apart that Erlang
+                    # can: 1 and true, 1 and 1.0, :x and "x", [1] and {1}.
+                    raise TermError("map keys that are equal in Python (e.g. 1 and true, :x and \"x\")")
 
 
 def _key(value: Any) -> Any:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from oban_bridge.term import TermError, binary_to_term, term_to_binary
 
 plain = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | st.binary(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8) | st.binary(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
     | st.tuples(inner, inner),
     max_leaves=12,

@@ -408,3 +408,64 @@ def test_cli_resume_accepts_an_event_the_step_already_produced(db_url: str) -> N
     ok = CliRunner().invoke(main, [*base, INSTANCE, "approved", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["written"]
+
+
+def _dead_step_job(url: str) -> int:
+    from oban_bridge.producer import producer_uuid
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        got = conn.execute(
+            "INSERT INTO oban_jobs (state, queue, worker, args, attempt, max_attempts, attempted_by, attempted_at) "
+            "VALUES ('executing', %s, %s, %s, 3, 3, ARRAY['dead-node', %s], timezone('UTC', now()) - interval '1 minute') "
+            "RETURNING id", [STEP_QUEUE, STEP_WORKER, json.dumps(STEP_ARGS), producer_uuid()]).fetchone()
+    assert got is not None
+    return int(got[0])
+
+
+@pytest.mark.parametrize("snapshot", ["handed_over", "completed"])
+async def test_a_rescued_step_whose_result_landed_or_whose_workflow_ended_fails_nothing(
+        db_url: str, snapshot: str) -> None:
+    """The node died after the hand-over committed but before the ack (or the workflow has since
+    completed): the discarded job must not fail a workflow that has its result."""
+    from oban_bridge.plugins.lifeline import Lifeline
+
+    seed(db_url, WAITING if snapshot == "handed_over" else DONE)
+    before = WAITING if snapshot == "handed_over" else DONE
+    if snapshot == "handed_over":
+        async with AsyncObanBridge(db_url) as oban:
+            await resume(oban, INSTANCE, "rendered", events=["rendered"])
+    job_id = _dead_step_job(db_url)
+    async with AsyncObanBridge(db_url, queues={"other": 1}, plugins=[Lifeline(orphan_grace=0.2)], poll_interval=0.1):
+        await wait_state(db_url, job_id, "discarded")
+        await asyncio.sleep(0.3)
+    added = [r["worker"] for r in new_rows(db_url, "oban_jobs", before)]
+    assert "HephaestusOban.ExecuteStepWorker" not in added
+    assert added.count("HephaestusOban.AdvanceWorker") == (1 if snapshot == "handed_over" else 0)
+
+
+async def test_a_timeout_during_the_hand_over_on_the_last_attempt_fails_the_workflow(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oban_bridge.hephaestus import steps
+    from oban_bridge.hephaestus.steps import registered
+
+    real = steps.handover
+
+    async def slow_handover(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(1.0)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "handover", slow_handover)
+    seed(db_url, WAITING)
+    behaviour.update(mode="ok", calls=0)
+    spec = registered(RENDER)
+    assert spec is not None
+    spec.timeout = 0.3
+    try:
+        async with AsyncObanBridge(db_url, queues={STEP_QUEUE: 1}, poll_interval=0.1) as oban:
+            job = await oban.insert(Job.new(STEP_WORKER, STEP_ARGS, queue=STEP_QUEUE, max_attempts=1))
+            await wait_state(db_url, job.id, "discarded")
+            await asyncio.sleep(0.3)
+    finally:
+        spec.timeout = None
+    discarded, _ = failure_rows(db_url)
+    assert "timed out after 300ms" in discarded["errors"][0]["error"]

@@ -40,7 +40,8 @@ def test_decoded_values_are_plain_python() -> None:
 
 
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+    | st.binary(),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=5)
     | st.tuples(inner, inner),
     max_leaves=20,
@@ -142,3 +143,64 @@ def test_float_ext_and_small_atoms_decode() -> None:
     assert binary_to_term(b"\x83c" + b"1.50000000000000000000e+00".ljust(31, b"\x00")) == 1.5
     assert binary_to_term(b"\x83s\x02ok") == Atom("ok") and binary_to_term(b"\x83w\x03nil") is None
     assert binary_to_term(b"\x83k\x00\x03abc") == [97, 98, 99]  # a charlist, as Erlang sees it
+
+
+def test_crafted_colliding_map_keys_are_refused_fast() -> None:
+    """75,000 bignum keys that all hash alike fit in 1 MiB: refused before the dict goes quadratic."""
+    import time
+
+    p = 2**61 - 1
+    pairs = b"".join(b"n\x0a\x00" + (k * p).to_bytes(10, "little") + b"a\x00" for k in range(1, 5001))
+    data = b"\x83t" + struct.pack(">I", 5000) + pairs
+    started = time.perf_counter()
+    with pytest.raises(TermError, match="map keys that are not strings"):
+        binary_to_term(data)
+    assert time.perf_counter() - started < 1.0
+    # Ordinary string-keyed maps of any size are fine.
+    big = {f"k{i}": i for i in range(20_000)}
+    assert binary_to_term(term_to_binary(big)) == big
+
+
+@pytest.mark.parametrize("data", [
+    b"\x83t\x00\x00\x00\x02a\x01a\x0ad\x00\x04truea\x0b",      # %{1 => 10, true => 11}
+    b"\x83t\x00\x00\x00\x02d\x00\x01xa\x01m\x00\x00\x00\x01xa\x02",  # %{:x => 1, "x" => 2}
+    b"\x83t\x00\x00\x00\x02a\x01a\x01a\x01a\x02",              # a duplicate key
+    b"\x83F" + struct.pack(">d", float("nan")),
+    b"\x83F" + struct.pack(">d", float("inf")),
+    b"\x83c" + b"nan".ljust(31, b"\x00"),
+    b"\x83v\x01\x00" + b"a" * 256,                              # an atom of 256 characters
+    b"\x83P\x00\x00\x00\x01" + __import__("zlib").compress(b"j") + b"extra",  # bytes after the stream
+])
+def test_what_erlang_would_refuse_or_python_would_merge_is_a_term_error(data: bytes) -> None:
+    with pytest.raises(TermError):
+        binary_to_term(data)
+
+
+def test_encoding_a_too_deep_or_self_containing_value_is_a_term_error() -> None:
+    deep: list[Any] = []
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(TermError, match="nested deeper"):
+        term_to_binary(deep)
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(TermError, match="nested deeper"):
+        term_to_binary(loop)
+    with pytest.raises(TermError, match="finite"):
+        term_to_binary({"x": float("inf")})
+    ok: list[Any] = []
+    for _ in range(100):
+        ok = [ok]
+    assert binary_to_term(term_to_binary(ok)) == ok
+
+
+def test_jobs_show_renders_recorded_bignums_and_refuses_poison_quietly() -> None:
+    import orjson
+
+    from oban_bridge.cli.jobs import decode_recorded
+
+    shown = decode_recorded({"recorded": True, "return": encode({"ok": 2**64})})
+    assert shown == {"ok": str(2**64)}
+    orjson.dumps(shown)
+    poison = base64.b64encode(b"\x83" + b"l\x00\x00\x00\x01" * 50_000 + b"j" * 50_001).decode().rstrip("=")
+    assert decode_recorded({"recorded": True, "return": poison}) == {"etf_base64": poison}

@@ -125,6 +125,8 @@ def decode_recorded(meta: dict[str, Any]) -> Any:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # a bignum: JSON output cannot hold it as a number
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     if isinstance(value, dict):

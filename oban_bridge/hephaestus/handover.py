@@ -234,10 +234,22 @@ def failure_plan(prefix: str, heph_prefix: str, args: Mapping[str, Any], error_t
     ExecuteStepWorker job for the instance (AdvanceWorker.detect_discarded_steps/2), and the
     AdvanceWorker job FailureHandler enqueues on a discard, which then fails the instance and
     cancels its remaining jobs on the Elixir side."""
+    from psycopg import sql
+
     instance_id = args["instance_id"]
     step_ref = module_ref(args["step_ref"])
+    # Under AdvanceWorker's lock, and only while the instance still waits at this step with no
+    # result recorded: a step whose result landed (the node died before the ack) or a workflow
+    # that moved on, completed or failed must not be failed by a late record.
+    yield Query(prefixed("heph_lock", prefix), {"key": phash2(instance_id)})
     instance, defaults = yield from load_plan(prefix, heph_prefix, instance_id, step_ref)
-    if instance is None:
+    if instance is None or instance.status in ("completed", "failed"):
+        return None
+    if instance.current_step != step_ref and step_ref not in instance.active_steps:
+        return None
+    pending = yield Query(prefixed("heph_pending", prefix, heph=sql.Identifier(heph_prefix)),
+                          {"id": instance_id, "step_ref": step_ref})
+    if pending:
         return None
     config_key = args.get("config_key") or defaults.config_key
     meta, tags = job_meta(instance, defaults, step_ref)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,6 +40,8 @@ from .names import module_ref
 
 STEP_WORKER = "oban_bridge.hephaestus.ExecuteStep"
 STEP_QUEUE = "hephaestus_python"
+ADVANCE_PATIENCE = 600.0  # seconds an executing AdvanceWorker is waited for (_confirm)
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -145,12 +148,23 @@ def _step_timeout(job: Job) -> float | None:
 
 async def _fail_workflow(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix: str, job: Job,
                          error_text: str, node: str) -> None:
-    """Write what Hephaestus reads when a step is out of attempts (handover.failure_plan), so the
-    Elixir AdvanceWorker fails the workflow as it fails an Elixir step, instead of waiting forever."""
+    """Write what Hephaestus reads when a step is out of attempts (handover.failure_plan: nothing
+    unless the instance still waits at this step with no result recorded), so the Elixir
+    AdvanceWorker fails the workflow as it fails an Elixir step, instead of waiting forever."""
     async with conn.transaction():
         await run_async(conn, failure_plan(
             prefix, heph_prefix, job.args, error_text, attempt=max(1, job.attempt),
             max_attempts=job.max_attempts, attempted_by=list(job.attempted_by or [node, ""])))
+
+
+async def _fail_workflow_apart(url: str, prefix: str, heph_prefix: str, job: Job, error_text: str,
+                               node: str) -> None:
+    """The same on a connection of its own: the step's may be mid-statement when a timeout hits."""
+    conn = await _connect(url)
+    try:
+        await _fail_workflow(conn, prefix, heph_prefix, job, error_text, node)
+    finally:
+        await conn.close()
 
 
 async def _rescued(conn: psycopg.AsyncConnection[Any], prefix: str, job: Job) -> None:
@@ -170,7 +184,11 @@ on_rescued_out_of_attempts(STEP_WORKER, _rescued)
 
 @worker(STEP_WORKER, queue=STEP_QUEUE, max_attempts=5, timeout=_step_timeout)
 async def execute_step(job: Job) -> Any:
-    """The Python twin of HephaestusOban.ExecuteStepWorker for steps declared with @step."""
+    """The Python twin of HephaestusOban.ExecuteStepWorker for steps declared with @step.
+
+    Whatever ends the last attempt — the handler raising, the hand-over failing, the step's
+    timeout anywhere in the run — the workflow hears of it (`_fail_workflow`); a shutdown (the
+    job stays for the lifeline) and a pkill (an operator's cancel) are not step failures."""
     args = job.args
     for key in ("instance_id", "step_ref", "workflow"):
         if not isinstance(args.get(key), str):
@@ -181,9 +199,28 @@ async def execute_step(job: Job) -> Any:
         raise RuntimeError(f"no Python handler is declared for {step_ref} (use @step)")
     runtime = current()
     heph_prefix = str(args.get("hephaestus_prefix") or runtime.prefix)
-    conn = await _connect(runtime.url)
+    last = job.attempt >= job.max_attempts
     try:
-        instance, _ = await run_async(conn, load_plan(runtime.prefix, heph_prefix, args["instance_id"], step_ref))
+        return await _run_step(job, spec, step_ref, heph_prefix, runtime.url, runtime.prefix, runtime.node)
+    except asyncio.CancelledError:
+        if last and job.stop_requested == "timeout":
+            await asyncio.shield(_fail_workflow_apart(
+                runtime.url, runtime.prefix, heph_prefix, job,
+                f"** (Oban.TimeoutError) {STEP_WORKER} timed out after {spec_timeout(job)}ms", runtime.node))
+        raise
+    except Exception as exc:
+        if last:
+            await _fail_workflow_apart(runtime.url, runtime.prefix, heph_prefix, job, format_exception(exc),
+                                       runtime.node)
+        raise
+
+
+async def _run_step(job: Job, spec: StepSpec, step_ref: str, heph_prefix: str, url: str, prefix: str,
+                    node: str) -> Any:
+    args = job.args
+    conn = await _connect(url)
+    try:
+        instance, _ = await run_async(conn, load_plan(prefix, heph_prefix, args["instance_id"], step_ref))
         if instance is None:
             raise RuntimeError(f"workflow instance not found: {args['instance_id']}")
         if not (instance.status == "waiting" and instance.current_step == step_ref):
@@ -191,47 +228,31 @@ async def execute_step(job: Job) -> Any:
                 return Snooze(1)  # Hephaestus has not recorded the step's {:async} yet
             return None  # already handed over (a re-run after a crash changes nothing twice)
         pending = await (await conn.execute(
-            prefixed("heph_pending", runtime.prefix, heph=sql.Identifier(heph_prefix)),
+            prefixed("heph_pending", prefix, heph=sql.Identifier(heph_prefix)),
             {"id": instance.id, "step_ref": step_ref})).fetchall()
         if pending:
             # Our result is recorded: make sure an AdvanceWorker will apply it (see _confirm).
-            return await _confirm(conn, runtime.prefix, heph_prefix, instance.id, step_ref, args)
+            return await _confirm(conn, prefix, heph_prefix, instance.id, step_ref, args)
         context = StepContext(
             instance_id=instance.id, step_ref=step_ref, workflow=instance.workflow,
             workflow_version=instance.workflow_version,
             initial=dict(instance.context.get("initial") or {}),
             steps=dict(instance.context.get("steps") or {}), job=job,
         )
-        last = job.attempt >= job.max_attempts
-        try:
-            if spec.is_async:
-                outcome = await spec.handler(context)
-            else:
-                outcome = await asyncio.to_thread(spec.handler, context)
-        except asyncio.CancelledError:
-            # Stopped by the node: at its timeout on the last attempt, the executor discards the
-            # job (executor.ex), so the workflow must hear of it; a shutdown leaves the job for
-            # the lifeline and a pkill is an operator's cancel, neither a step failure.
-            if last and job.stop_requested == "timeout":
-                timeout = spec_timeout(job)
-                await asyncio.shield(_fail_workflow(
-                    conn, runtime.prefix, heph_prefix, job,
-                    f"** (Oban.TimeoutError) {STEP_WORKER} timed out after {timeout}ms", runtime.node))
-            raise
-        except Exception as exc:
-            if last:
-                await _fail_workflow(conn, runtime.prefix, heph_prefix, job, format_exception(exc), runtime.node)
-            raise
+        if spec.is_async:
+            outcome = await spec.handler(context)
+        else:
+            outcome = await asyncio.to_thread(spec.handler, context)
         if isinstance(outcome, Async):
             return None
         if isinstance(outcome, str):
             outcome = StepResult(outcome)
         if not isinstance(outcome, StepResult):
             # The same handler returns the same kind of value next time: refused for good.
-            return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, TypeError(
+            return await _refuse(conn, prefix, heph_prefix, job, node, TypeError(
                 f"step {step_ref} returned {outcome!r}; expected StepResult(event, ...), an event name or Async()"))
         try:
-            result = await handover(conn, runtime.prefix, heph_prefix, Handover(
+            result = await handover(conn, prefix, heph_prefix, Handover(
                 instance_id=instance.id, step_ref=step_ref, event=outcome.event,
                 context=dict(outcome.context), metadata=dict(outcome.metadata),
                 config_key=args.get("config_key"), events=spec.events, context_keys=spec.context_keys,
@@ -240,9 +261,9 @@ async def execute_step(job: Job) -> Any:
         except NotReady:
             return Snooze(1)
         except HandoverError as exc:
-            return await _refuse(conn, runtime.prefix, heph_prefix, job, runtime.node, exc)
+            return await _refuse(conn, prefix, heph_prefix, job, node, exc)
         if result.advance_job is not None and result.advance_job.conflict:
-            return await _confirm(conn, runtime.prefix, heph_prefix, instance.id, step_ref, args)
+            return await _confirm(conn, prefix, heph_prefix, instance.id, step_ref, args)
         return None
     finally:
         await conn.close()
@@ -255,9 +276,16 @@ async def _confirm(conn: psycopg.AsyncConnection[Any], prefix: str, heph_prefix:
     before ours, its row merely not acked yet: then nothing would apply our result, and the
     workflow would wait forever — hephaestus_oban's own step worker has this window. So check
     again shortly, and once no AdvanceWorker is left to run, enqueue one."""
-    live = await (await conn.execute(prefixed("heph_live_advance", prefix), {"id": instance_id})).fetchall()
+    live = await (await conn.execute(prefixed("heph_live_advance", prefix),
+                                     {"id": instance_id, "patience": ADVANCE_PATIENCE})).fetchall()
     states = {row[1] for row in live}
     if "executing" in states:
+        # Wait for it to be acked — but not for one stuck on a dead node for good: after ten
+        # minutes that is its Lifeline's business, and snoozing would go on for ever.
+        if any(row[1] == "executing" and row[2] is not None and row[2] < 0 for row in live):
+            log.warning("hand-over joined an AdvanceWorker stuck executing; leaving it to the Lifeline",
+                        extra={"instance_id": instance_id})
+            return None
         return Snooze(1)
     if states:
         return None
