@@ -518,3 +518,15 @@ async def test_a_deaf_leader_does_not_count_and_its_own_metrics_survive_a_failed
             await met.tick(Ctx(), sender)  # type: ignore[arg-type]
         got = [decode(n.payload) async for n in conn.notifies(timeout=1, stop_after=1)]
     assert [m["series"] for m in got[0]["metrics"]] == ["exec_time", "wait_time", "exec_count"]
+
+
+async def test_start_warns_about_waiting_jobs_for_workers_the_node_lacks(db_url: str,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    async with AsyncObanBridge(db_url) as client:
+        await client.insert(Job.new("MyApp.ElixirOnly", {}, queue="shared", schedule_in=3600))
+        await client.insert(Job.new("py.Span", {}, queue="shared", schedule_in=3600))
+    with caplog.at_level("WARNING", logger="oban_bridge.runtime"):
+        async with AsyncObanBridge(db_url, queues={"shared": 1}, plugins=[]):
+            await wait_for(lambda: any("MyApp.ElixirOnly" in r.getMessage() for r in caplog.records), timeout=5)
+    [warning] = [r for r in caplog.records if "does not define" in r.getMessage()]
+    assert "py.Span" not in warning.getMessage() and getattr(warning, "workers") == ["MyApp.ElixirOnly"]
