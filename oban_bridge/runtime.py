@@ -61,6 +61,8 @@ def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
         items = list(spec.items())
     else:
         items = []
+        if not spec.strip():
+            raise ValueError("no queues given: expected NAME:LIMIT[,NAME:LIMIT...], e.g. badges:10")
         for part in spec.split(","):
             part = part.strip()
             if not part:
@@ -77,6 +79,8 @@ def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"queue name {name!r}: expected 1 to 127 characters")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {limit!r}")
+        if name in queues:
+            raise ValueError(f"queue {name!r} is given twice")
         queues[name] = limit
     return queues
 

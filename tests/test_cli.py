@@ -178,3 +178,57 @@ def test_start_runs_workers_and_obeys_a_pause_signal(db_url: str) -> None:
 def test_start_rejects_bad_input(db_url: str, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, "start", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_connection_options_work_after_the_verb_too(db_url: str) -> None:
+    runner = CliRunner()
+    migrated = runner.invoke(main, ["migrate", "--database-url", db_url, "--prefix", "private"])
+    assert migrated.exit_code == 0, migrated.output
+    verified = runner.invoke(main, ["--database-url", db_url, "verify", "--prefix", "private"])
+    assert verified.exit_code == 0, verified.output
+    listed = runner.invoke(main, ["jobs", "list", "--database-url", db_url, "--prefix", "private"])
+    assert listed.exit_code == 0, listed.output
+    counts = runner.invoke(main, ["queues", "--database-url", db_url, "--listen", "0", "--json"])
+    assert counts.exit_code == 0, counts.output
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--prefix", "", "jobs", "list"], 2, "invalid prefix"),
+    (["--prefix", "p" * 64, "jobs", "list"], 2, "invalid prefix"),
+    (["jobs", "list", "--prefix", ""], 2, "invalid prefix"),
+    (["--database-url", "notaurl", "jobs", "list"], 2, "not a PostgreSQL URL"),
+    (["enqueue", "--file", "/nonexistent/jobs.jsonl"], 2, "does not exist"),
+    (["start", "-m", "tests.workers", "-q", ""], 2, "no queues given"),
+    (["start", "-m", "tests.workers", "-q", "a:5,a:3"], 2, "given twice"),
+    (["start", "-m", "tests.workers", "-q", "a:1", "--grace", "-1"], 2, "--grace"),
+    (["queues", "--listen", "-1"], 2, "--listen"),
+])
+def test_bad_input_is_one_line_and_exit_2(db_url: str, args: list[str], code: int, message: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, *args] if args[0] != "--database-url" else args)
+    assert result.exit_code == code and message in result.output, result.output
+    assert "Traceback" not in result.output and "running" not in result.output
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--prefix", "nosuch", "jobs", "list"], 1, "oban-bridge migrate --prefix nosuch"),
+    (["jobs", "show", "--prefix", "nosuch", "1"], 1, "no Oban tables"),
+    (["queues", "--prefix", "nosuch", "--listen", "0"], 1, "no Oban tables"),
+    (["jobs", "show", "99999999999999999999999"], 2, "out of range"),
+])
+def test_database_errors_are_one_line(db_url: str, args: list[str], code: int, message: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, *args])
+    assert result.exit_code == code and message in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_pyproject_is_found_upward_and_checked(db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.oban_bridge]\ndatabase_url = {json.dumps(db_url)}\n")
+    sub = tmp_path / "src" / "pkg"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    verified = CliRunner().invoke(main, ["verify"])
+    assert verified.exit_code == 0 and "14" in verified.output, verified.output
+    (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\ndatabase_url = 5\n")
+    bad = CliRunner().invoke(main, ["verify"])
+    assert bad.exit_code == 2 and "database_url must be a string" in bad.output

@@ -23,6 +23,7 @@ class Context:
         self.prefix = prefix
         self.debug = debug
         self.settings = settings or {}  # [tool.oban_bridge], for the verbs that read more of it
+        self.leaf: click.Context | None = None
 
     def client(self) -> Any:
         from ..client import ObanBridge
@@ -31,19 +32,45 @@ class Context:
 
 
 class BridgeGroup(click.Group):
-    """Turns oban_bridge's own errors into one clear line and the documented exit code."""
+    """Turns oban_bridge's own errors, and the database's, into one clear line and the documented
+    exit code: 2 for bad input, 1 for an operation that failed."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import psycopg
+
         try:
             return super().invoke(ctx)
         except ValidationError as exc:
             if _debug(ctx):
                 raise
-            raise click.UsageError(str(exc), ctx) from None
-        except (ObanBridgeError, ValueError) as exc:
+            raise click.UsageError(str(exc), _leaf(ctx)) from None
+        except psycopg.errors.UndefinedTable:
             if _debug(ctx):
                 raise
-            raise click.ClickException(mask_password(str(exc))) from None
+            from ..errors import SchemaMissingError
+
+            obj = ctx.find_object(Context)
+            raise click.ClickException(str(SchemaMissingError(obj.prefix if obj else DEFAULT_PREFIX))) from None
+        except psycopg.errors.DataError as exc:  # a value PostgreSQL cannot hold (an id out of range…)
+            if _debug(ctx):
+                raise
+            raise click.UsageError(_first_line(exc), _leaf(ctx)) from None
+        except (ObanBridgeError, ValueError, psycopg.Error) as exc:
+            if _debug(ctx):
+                raise
+            raise click.ClickException(_first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_password(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _leaf(ctx: click.Context) -> click.Context:
+    """The verb's context (recorded by its connection options), so a usage error shows the
+    verb's usage line, not the group's."""
+    obj = ctx.find_object(Context)
+    return obj.leaf if obj is not None and obj.leaf is not None else ctx
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -80,16 +107,82 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
         database_url = settings.get("database_url")
     if ctx.get_parameter_source("prefix") in (click.core.ParameterSource.DEFAULT, None) and "prefix" in settings:
         prefix = settings["prefix"]
-    ctx.obj = Context(database_url, prefix, debug, settings)
+    ctx.obj = Context(_check_url(database_url, ctx), _check_prefix(prefix, ctx), debug, settings)
+
+
+def _check_url(url: str | None, ctx: click.Context) -> str | None:
+    if url is None:
+        return None
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError for unparsable strings
+        raise click.BadParameter(f"not a PostgreSQL URL or conninfo string ({_first_line(exc)})", ctx,
+                                 param_hint="'--database-url'") from None
+    return url
+
+
+def _check_prefix(prefix: str, ctx: click.Context) -> str:
+    from ..config import validate_prefix
+
+    try:
+        return validate_prefix(prefix)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="'--prefix'") from None
+
+
+def _verb_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    obj = ctx.find_object(Context)
+    if obj is None:
+        return
+    obj.leaf = ctx
+    if value is not None:
+        obj.database_url = _check_url(value, ctx)
+
+
+def _verb_prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value is not None:
+        obj.prefix = _check_prefix(value, ctx)
+
+
+def add_connection_options(command: click.Command) -> None:
+    """`--database-url` and `--prefix` on every verb as well as on the group, so
+    `oban-bridge migrate --prefix private` works as the README and the error messages write it."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_connection_options(sub)
+        if command is main or not command.invoke_without_command:
+            return
+    names = {p.name for p in command.params}
+    if "database_url" not in names:
+        command.params.append(click.Option(["--database-url"], default=None, expose_value=False, is_eager=True,
+                                           callback=_verb_url, help="PostgreSQL URL (overrides the group's)."))
+    if "prefix" not in names:
+        command.params.append(click.Option(["--prefix"], default=None, expose_value=False, callback=_verb_prefix,
+                                           help="Oban's schema (overrides the group's)."))
+
+
+def find_pyproject() -> Any:
+    """The nearest pyproject.toml from the current directory up, as tools like ruff and pytest
+    look: a command run in a subdirectory of the project reads the project's settings."""
+    from pathlib import Path
+
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def project_settings() -> dict[str, Any]:
-    """[tool.oban_bridge] of ./pyproject.toml, if any."""
+    """[tool.oban_bridge] of the nearest pyproject.toml, if any."""
     import tomllib
-    from pathlib import Path
 
-    path = Path.cwd() / "pyproject.toml"
-    if not path.is_file():
+    path = find_pyproject()
+    if path is None:
         return {}
     try:
         data = tomllib.loads(path.read_text())
@@ -101,6 +194,9 @@ def project_settings() -> dict[str, Any]:
     from ..plugins.settings import PluginSettings
 
     known = ("database_url", "prefix", *PluginSettings.KEYS)
+    for key in ("database_url", "prefix"):
+        if key in settings and not isinstance(settings[key], str):
+            raise click.UsageError(f"{path}: [tool.oban_bridge] {key} must be a string, got {settings[key]!r}")
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise click.UsageError(f"{path}: unknown [tool.oban_bridge] setting {unknown[0]!r} (known: {', '.join(known)})")
@@ -119,3 +215,5 @@ from . import queues as _queues  # noqa: E402,F401
 from . import schema as _schema  # noqa: E402,F401
 from . import start as _start  # noqa: E402,F401
 from . import top as _top  # noqa: E402,F401
+
+add_connection_options(main)

@@ -93,7 +93,7 @@ def enqueue_file(obj: Context, source: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("worker", required=False)
-@click.option("--file", "source", default=None, type=click.Path(allow_dash=True),
+@click.option("--file", "source", default=None, type=click.Path(allow_dash=True, exists=True, dir_okay=False),
               help="JSON lines, one job each ({\"worker\": …, \"args\": {…}, \"queue\": …}); - for stdin.")
 @click.option("--args", "args", default="{}", show_default=True, help="Job args, a JSON object.")
 @click.option("--queue", default="default", show_default=True)

@@ -67,7 +67,7 @@ def render(queues: list[dict[str, Any]]) -> str:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--listen", type=float, default=1.5, show_default=True,
+@click.option("--listen", type=click.FloatRange(min=0), default=1.5, show_default=True,
               help="Seconds to listen for node check-ins (0: counts only).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -138,7 +138,7 @@ node_option = click.option("--node", default=None, help="Only this node (default
 name_option = click.option("--name", default=None,
                            help="Instance name on that node (Oban for Elixir's default, ObanBridge for "
                                 "Python's); default: every instance heard running the queue there.")
-listen_option = click.option("--listen", type=float, default=1.5, show_default=True,
+listen_option = click.option("--listen", type=click.FloatRange(min=0), default=1.5, show_default=True,
                              help="Seconds to listen for check-ins first, to warn when no node runs the queue "
                                   "(0: send at once).")
 

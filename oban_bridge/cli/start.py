@@ -60,7 +60,7 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
 @click.option("--queues", "-q", required=True, help="Queues and limits, e.g. badges:10,printing:2.")
 @click.option("--node", default=None, help="Node name recorded in attempted_by (default: host name).")
 @click.option("--name", default=None, help="Oban instance name for leadership (default: ObanBridge).")
-@click.option("--grace", type=float, default=15.0, show_default=True,
+@click.option("--grace", type=click.FloatRange(min=0), default=15.0, show_default=True,
               help="Seconds running jobs get to finish on shutdown.")
 @click.option("--cron", "crons", multiple=True, metavar="'EXPR|WORKER[|ARGS]'",
               help="A cron entry run by the leader, e.g. '0 9 * * MON-FRI|MyApp.Report|{\"day\": true}'.")
