@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -325,12 +326,31 @@ class ObanBridge(_Base):
         self._runtime = self._loop = self._loop_thread = None
 
     def run(self) -> None:
-        """Start and block until SIGINT/SIGTERM, then stop gracefully (the CLI's `start`)."""
+        """Start and block until SIGINT/SIGTERM, then stop gracefully (the CLI's `start`): running
+        jobs get `shutdown_grace` seconds; a second signal ends the grace at once, leaving what
+        still runs `executing` for the lifeline."""
         stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(*_: Any) -> None:
+            if stop.is_set():
+                loop, runtime = self._loop, self._runtime
+                if loop is not None and runtime is not None:
+                    sys.stderr.write("stopping now: jobs still running are left for the lifeline\n")
+                    sys.stderr.flush()
+                    loop.call_soon_threadsafe(runtime.hurry)
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
             stop.wait()
+            running = self._runtime.running() if self._runtime is not None else 0
+            if running:
+                sys.stderr.write(f"stopping: waiting up to {self.shutdown_grace:g} s for {running} running "
+                                 f"job(s) (Ctrl-C again to stop now)\n")
+            else:
+                sys.stderr.write("stopping\n")
+            sys.stderr.flush()
         finally:
             self.stop()
             for sig, handler in previous.items():

@@ -178,7 +178,7 @@ class Producer:
     def stopping(self) -> bool:
         return self._stopping
 
-    async def stop(self, grace: float | None) -> None:
+    async def stop(self, grace: float | None, hurry: asyncio.Event | None = None) -> None:
         """Stop fetching and give running jobs `grace` seconds (None: as long as they take); their
         acks are written as they finish. At shutdown the runtime then detaches the job threads
         and calls `abandon`; a queue stopped alone ends its loop once idle."""
@@ -186,10 +186,14 @@ class Producer:
         self.paused = True  # basic.ex shutdown/2: paused, with shutdown_started_at set
         self.shutdown_started_at = iso_now()
         self._wake.set()
+        waits = [asyncio.ensure_future(self._idle.wait())]
+        if hurry is not None:  # a second Ctrl-C: the grace ends now
+            waits.append(asyncio.ensure_future(hurry.wait()))
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout=grace)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
 
     async def abandon(self) -> int:
         """Ask the jobs still running to stop and end the loop once what finished is written.

@@ -199,6 +199,7 @@ class Runtime:
         self._plugin_pool: AsyncConnectionPool | None = None
         self._stops: set[asyncio.Task[None]] = set()
         self._check_task: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # set by hurry(): the shutdown grace ends now
 
     # Context for plugins
     def is_leader(self) -> bool:
@@ -321,7 +322,7 @@ class Runtime:
         if not self._started:
             return
         self._started = False
-        await asyncio.gather(*(p.stop(grace) for p in self.producers.values()))
+        await asyncio.gather(*(p.stop(grace, self._hurry) for p in self.producers.values()))
         for task in [*self._stops, self._check_task]:
             if task is not None:
                 task.cancel()
@@ -348,6 +349,14 @@ class Runtime:
             log.warning("jobs still running after the grace period were left executing for the lifeline",
                         extra={"node": self.node, "jobs": left})
         log.info("oban_bridge stopped", extra={"node": self.node})
+
+    def hurry(self) -> None:
+        """End the shutdown grace now (a second Ctrl-C): jobs still running are left `executing`
+        for the lifeline, as at the end of the grace."""
+        self._hurry.set()
+
+    def running(self) -> int:
+        return sum(len(p.running) for p in self.producers.values())
 
     # Notifications
     def _on_insert(self, message: dict[str, Any]) -> None:

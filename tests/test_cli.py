@@ -232,3 +232,51 @@ def test_pyproject_is_found_upward_and_checked(db_url: str, tmp_path: Any, monke
     (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\ndatabase_url = 5\n")
     bad = CliRunner().invoke(main, ["verify"])
     assert bad.exit_code == 2 and "database_url must be a string" in bad.output
+
+
+def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(db_url: str) -> None:
+    """`start --grace 60` with a 30 s job running: the first SIGINT says it waits, the second ends
+    the grace at once; the job is left executing for the lifeline, not lost."""
+    import os
+    import signal as sig
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psycopg
+
+    from oban_bridge import Job, ObanBridge
+
+    root = Path(__file__).resolve().parent.parent
+    with ObanBridge(db_url) as client:
+        job = client.insert(Job.new("py.LongSleep", {"seconds": 30}, queue="slow"))
+    proc = subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "slow:1",
+                             "--grace", "60"], cwd=root, env={**os.environ, "DATABASE_URL": db_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def state() -> str:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT state::text FROM oban_jobs WHERE id = %s", [job.id]).fetchone()
+        return str(row[0]) if row else "?"
+
+    try:
+        deadline = time.monotonic() + 30
+        while state() != "executing":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(sig.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None  # still waiting for the job
+        proc.send_signal(sig.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(20)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0 and took < 10, err
+    assert "stopping: waiting up to 60 s for 1 running job(s) (Ctrl-C again to stop now)" in err
+    assert "stopping now" in err and "Traceback" not in err
+    assert state() == "executing"
