@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from . import engine, recorded
 from .pro.options import DEADLINE_EXCEEDED
 from .term import Atom, TermError
@@ -270,6 +272,14 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
     return Outcome(job, ack, event, duration, queue_time)
 
 
+def _error_text(error: str) -> str:
+    """The message of an errors element (JSON text), for the failure's log record."""
+    try:
+        return str(orjson.loads(error).get("error", error))
+    except (orjson.JSONDecodeError, AttributeError):
+        return error
+
+
 def log_outcome(outcome: Outcome) -> None:
     """One structured record per job event (fields as attributes, for JSON log formatters)."""
     job = outcome.job
@@ -291,5 +301,6 @@ def log_outcome(outcome: Outcome) -> None:
                 "state": outcome.ack.state,
                 "duration": round(outcome.duration, 6),
                 "queue_time": round(outcome.queue_time, 6),
+                **({"error": _error_text(outcome.ack.error)} if outcome.ack.error else {}),
             },
         )

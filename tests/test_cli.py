@@ -280,3 +280,67 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(db_url: st
     assert "stopping: waiting up to 60 s for 1 running job(s) (Ctrl-C again to stop now)" in err
     assert "stopping now" in err and "Traceback" not in err
     assert state() == "executing"
+
+
+def _run_start_until(db_url: str, extra_env: dict[str, str], args: list[str], job_state: str) -> str:
+    import os
+    import signal as sig
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psycopg
+
+    from oban_bridge import Job, ObanBridge
+
+    root = Path(__file__).resolve().parent.parent
+    with ObanBridge(db_url) as client:
+        job = client.insert(Job.new("py.LogBoom", {}, queue="logq"))
+    proc = subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-q", "logq:1", *args], cwd=root,
+                            env={**os.environ, "DATABASE_URL": db_url, **extra_env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute("SELECT state::text FROM oban_jobs WHERE id = %s", [job.id]).fetchone()
+            if row and row[0] == job_state:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.3)
+        proc.send_signal(sig.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def test_start_keeps_the_handlers_a_worker_module_configured(db_url: str, tmp_path: Any) -> None:
+    target = tmp_path / "log.jsonl"
+    _run_start_until(db_url, {"LOG_WORKERS_FILE": str(target)}, ["-m", "tests.log_workers"], "retryable")
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    [failure] = [r for r in records if r["worker"] == "py.LogBoom"]
+    assert failure["level"] == "WARNING" and isinstance(failure["job_id"], int)
+    assert "the log must say this" in failure["error"]
+
+
+def test_start_log_format_json_carries_the_fields(db_url: str, tmp_path: Any) -> None:
+    import importlib.util
+
+    # A module without its own logging setup: the CLI installs its JSON handler.
+    mod = tmp_path / "plain_boom.py"
+    mod.write_text("from oban_bridge import worker\n\n@worker('py.LogBoom', queue='logq', max_attempts=3)\n"
+                   "def boom(job):\n    raise RuntimeError('the log must say this')\n")
+    assert importlib.util.find_spec("json")
+    err = _run_start_until(db_url, {"PYTHONPATH": str(tmp_path), "OBAN_BRIDGE_LOG_FORMAT": "json"},
+                           ["-m", "plain_boom"], "retryable")
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    [failure] = [r for r in lines if r.get("worker") == "py.LogBoom"]
+    assert failure["level"] == "WARNING" and failure["queue"] == "logq" and failure["attempt"] == 1
+    assert "the log must say this" in failure["error"] and failure["time"].endswith("Z")
+    bad = CliRunner().invoke(main, ["--database-url", db_url, "start", "-m", "tests.workers", "-q", "a:1",
+                                    "--log-level", "LOUD"])
+    assert bad.exit_code == 2 and "log level must be one of" in bad.output

@@ -101,7 +101,13 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
     (database_url, prefix) in ./pyproject.toml; with no database URL at all the embedded
     PostgreSQL is used.
     """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    from ..logs import mark
+
+    if not logging.getLogger().handlers:
+        handler = mark(logging.StreamHandler())
+        handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)
     settings = project_settings()
     if database_url is None:
         database_url = settings.get("database_url")

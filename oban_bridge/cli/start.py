@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import os
 import sys
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 import orjson
 
+from .. import logs
 from ..errors import ValidationError
 from ..processes import exit_past_stuck_jobs, node_name, parse_processes
 from ..processes import run as run_processes
@@ -79,11 +79,16 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
               help="Rescue jobs executing longer than this (Lifeline rescue_after; default 60m), or off.")
 @click.option("--orphan-grace", metavar="DURATION", default=None,
               help="Rescue the jobs of a Python node gone this long (default 30s).")
+@click.option("--log-level", default=None, metavar="LEVEL",
+              help="DEBUG, INFO (default), WARNING or ERROR; env OBAN_BRIDGE_LOG_LEVEL. DEBUG logs every job.")
+@click.option("--log-format", default=None, metavar="text|json",
+              help="text (default) or json, one object per line; env OBAN_BRIDGE_LOG_FORMAT. Ignored when "
+                   "a worker module configured logging itself: its handlers are kept.")
 @click.pass_obj
 def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
           grace: float, crons: tuple[str, ...], timezone: str, processes: str, plugin_scope: str | None,
           prune_after: str | None, prune_limit: str | None, rescue_after: str | None,
-          orphan_grace: str | None) -> None:
+          orphan_grace: str | None, log_level: str | None, log_format: str | None) -> None:
     """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
 
     \b
@@ -110,12 +115,14 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
             raise ValidationError("cron", str(exc)) from None
     settings = plugin_settings(obj, plugin_scope=plugin_scope, prune_after=prune_after, prune_limit=prune_limit,
                                rescue_after=rescue_after, orphan_grace=orphan_grace)
+    try:
+        log_settings = logs.settings(log_level, log_format)
+    except ValueError as exc:
+        raise ValidationError("log-level" if "level" in str(exc) else "log-format", str(exc)) from None
     import_modules(modules)
     if not registry():
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
-    logging.getLogger("oban_bridge").setLevel(logging.INFO)
-    if not logging.getLogger().handlers or obj.debug is False:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
+    logs.configure(*(("DEBUG", log_settings[1]) if obj.debug else log_settings))
     kwargs: dict[str, Any] = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
     if crontab:
         kwargs.update(crontab=crontab, cron_timezone=timezone)
@@ -135,7 +142,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     # Resolve the URL once here: children must share one database, never each start an embedded one.
     url = Config(database_url=obj.database_url, prefix=obj.prefix).resolved_url()
     make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
-                             modules=modules, settings=settings, kwargs=kwargs)
+                             modules=modules, settings=settings, log_settings=log_settings, kwargs=kwargs)
     sys.exit(run_processes(make, count, stop_timeout=grace + 30.0))
 
 
@@ -151,11 +158,11 @@ def plugin_settings(obj: Context, **options: str | None) -> PluginSettings:
 
 
 def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: tuple[str, ...],
-             settings: PluginSettings, kwargs: dict[str, Any]) -> Any:
+             settings: PluginSettings, log_settings: tuple[str, str], kwargs: dict[str, Any]) -> Any:
     """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
     from ..client import ObanBridge
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
     import_modules(modules)
+    logs.configure(*log_settings)
     return ObanBridge(url, node=node_name(base_node, index, processes), plugins=default_plugins(settings=settings),
                       **kwargs)
