@@ -96,7 +96,9 @@ def test_retry_cancel_delete(seeded: str) -> None:
     assert cli(seeded, "jobs", "cancel", "--queue", "mailers", input="y\n").output.strip().endswith("2 job(s) changed")
     assert "1 job(s) changed" in cli(seeded, "jobs", "delete", "3", "--yes").output
     skipped = cli(seeded, "jobs", "retry", "999")
-    assert "0 job(s) changed" in skipped.output
+    assert skipped.exit_code == 1 and "0 job(s) changed" in skipped.output and "no job with id 999" in skipped.output
+    both = cli(seeded, "jobs", "cancel", "1", "99999")  # 1 exists (already cancelled above), 99999 does not
+    assert both.exit_code == 1 and "no job with id 99999" in both.output and "cancel leaves alone): 1" in both.output
     nothing = cli(seeded, "jobs", "delete")
     assert nothing.exit_code == 2 and "give job ids or at least one filter" in nothing.output
 

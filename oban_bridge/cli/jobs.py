@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from psycopg import sql
 
 from ..control import cancel_plan, count_plan, delete_plan, list_plan, retry_plan
 from ..db import Plan, run_sync
@@ -160,10 +161,20 @@ def _bulk(name: str, plan: Callable[[str, JobFilter], Plan[list[dict[str, Any]]]
                 click.confirm(f"{name} up to {matching} job(s) matching the filters?", abort=True, err=True)
             with client.connection() as conn, conn.transaction():
                 changed = run_sync(conn, plan(obj.prefix, where))
+            unchanged = sorted(set(ids) - {r["id"] for r in changed})
+            absent: list[int] = []
+            if unchanged:
+                with client.connection() as conn:
+                    found = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}.oban_jobs WHERE id = ANY(%s)").format(
+                        sql.Identifier(obj.prefix)), [unchanged])}
+                absent = [i for i in unchanged if i not in found]
         _report(name, changed, as_json)
-        missing = sorted(set(ids) - {r["id"] for r in changed})
-        if ids and missing and not as_json:
-            click.echo(f"not changed (missing, or in a state {name} leaves alone): {', '.join(map(str, missing))}", err=True)
+        left = [i for i in unchanged if i not in absent]
+        if left and not as_json:
+            click.echo(f"not changed (in a state {name} leaves alone): {', '.join(map(str, left))}", err=True)
+        if absent:
+            # Like `jobs show`: naming a job that does not exist is a failed operation (exit 1).
+            raise click.ClickException(f"no job with id {', '.join(map(str, absent))}")
 
 
 def _report(name: str, changed: list[dict[str, Any]], as_json: bool) -> None:
