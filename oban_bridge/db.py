@@ -99,10 +99,25 @@ def caller_scope(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
     unique check needs its advisory lock held until the insert commits). Otherwise statements run
     in the caller's implicit transaction and commit or roll back with it.
     """
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(_wrong_conn(conn, "ObanBridge", "psycopg.Connection (psycopg.connect(...))",
+                                    "AsyncObanBridge"))
     return conn.transaction() if conn.autocommit else nullcontext()
 
 
+def _wrong_conn(conn: Any, client: str, wanted: str, other: str) -> str:
+    """psycopg's own TypeError for a sync/async mix names neither client nor the fix."""
+    got = type(conn).__module__ + "." + type(conn).__qualname__
+    hint = f" (that one goes with {other})" if isinstance(
+        conn, (psycopg.Connection, psycopg.AsyncConnection)) else ""
+    return f"conn= for {client} must be a {wanted}, got {got}{hint}"
+
+
 def async_caller_scope(conn: psycopg.AsyncConnection[Any]) -> AbstractAsyncContextManager[Any]:
+    if not isinstance(conn, psycopg.AsyncConnection):
+        raise TypeError(_wrong_conn(conn, "AsyncObanBridge",
+                                    "psycopg.AsyncConnection (await psycopg.AsyncConnection.connect(...))",
+                                    "ObanBridge"))
     if conn.autocommit:
         return conn.transaction()
     return _async_null()

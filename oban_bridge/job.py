@@ -86,7 +86,23 @@ def encode_json(value: Any, name: str) -> bytes:
     if b"\\u0000" in data:
         # PostgreSQL's jsonb cannot hold NUL characters; fail here, not halfway through a batch.
         raise ValidationError(name, "strings may not contain the NUL character (\\u0000)")
+    if b"null" in data:
+        # orjson writes NaN and ±inf as null; Jason refuses them, and a silent null is data lost.
+        _refuse_non_finite(value, name)
     return data
+
+
+def _refuse_non_finite(value: Any, name: str) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise ValidationError(name, f"{item!r} is not a JSON number (NaN and infinities cannot be stored)")
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def _as_dict(value: Mapping[str, Any] | None, field_name: str) -> dict[str, Any]:

@@ -217,6 +217,20 @@ async def test_async_insert_joins_the_callers_transaction(db_url: str, abridge: 
     assert [r["args"] for r in rows(db_url)] == [{"a": 2}]
 
 
+async def test_a_connection_of_the_other_kind_says_which_client_takes_it(
+        db_url: str, bridge: ObanBridge, abridge: AsyncObanBridge) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        for call in (bridge.insert, bridge.insert_all):
+            with pytest.raises(TypeError, match=r"conn= for ObanBridge must be a psycopg.Connection.*AsyncObanBridge"):
+                call(Job.new("W", {}) if call == bridge.insert else [Job.new("W", {})], conn=aconn)  # type: ignore[arg-type,operator]
+    with psycopg.connect(db_url) as sconn:
+        with pytest.raises(TypeError, match=r"conn= for AsyncObanBridge must be a psycopg.AsyncConnection.*ObanBridge\)"):
+            await abridge.insert(Job.new("W", {}), conn=sconn)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got builtins.str"):
+        bridge.insert(Job.new("W", {}), conn="postgresql://")  # type: ignore[arg-type]
+    assert rows(db_url) == []
+
+
 def test_insert_all_is_one_copy_for_ten_thousand_jobs(db_url: str, bridge: ObanBridge) -> None:
     jobs = [Job.new("Bulk", {"i": i}, queue=f"q{i % 3}", schedule_in=60 if i % 2 else None) for i in range(10_000)]
     plan = insert_all_plan("public", jobs)

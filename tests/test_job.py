@@ -50,6 +50,7 @@ def test_tag_normalisation_properties(tags: list[Any]) -> None:
         ({"tags": [{"a": 1}]}, "tags"),
         ({"meta": [1]}, "meta"),
         ({"meta": {"x": object()}}, "meta"),
+        ({"meta": {"score": float("inf")}}, "meta"),
         ({"schedule_in": "soon"}, "schedule_in"),
         ({"schedule_in": float("nan")}, "schedule_in"),
         ({"scheduled_at": "tomorrow"}, "scheduled_at"),
@@ -75,6 +76,8 @@ def test_bad_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:
         ("W", {"k": "\x00"}, "args"),
         ("W", {1: "non-string key"}, "args"),
         ("W", {"big": 2**70}, "args"),
+        ("W", {"x": float("nan")}, "args"),
+        ("W", {"x": [1, {"y": float("-inf")}]}, "args"),
     ],
 )
 def test_bad_worker_or_args(worker: Any, args: Any, field: str) -> None:
