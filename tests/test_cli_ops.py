@@ -45,7 +45,7 @@ def test_list_filters_and_json_schema(seeded: str) -> None:
     assert set(jobs[0]) == {"id", "state", "queue", "worker", "args", "meta", "tags", "priority", "attempt",
                             "max_attempts", "errors", "attempted_by", "inserted_at", "scheduled_at", "attempted_at",
                             "completed_at", "discarded_at", "cancelled_at", "conflict"}
-    ids = lambda *a: [j["id"] for j in json.loads(cli(seeded, "jobs", "list", "--json", *a).output)]  # noqa: E731
+    ids = lambda *a: [j["id"] for j in json.loads(cli(seeded, "jobs", "list", "--json", *a).stdout)]  # noqa: E731
     assert ids("--queue", "mailers", "--order", "id") == [1, 2]
     assert ids("--state", "scheduled") == [3]
     assert ids("--worker", "Elixir.MyApp.Mailer", "--limit", "1") == [2]
@@ -222,3 +222,98 @@ def test_settings_from_pyproject(db_url: str, tmp_path: Path, monkeypatch: pytes
     (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\ncolour = 1\n")
     bad = CliRunner().invoke(main, ["verify"])
     assert bad.exit_code == 2 and "unknown [tool.oban_bridge] setting" in bad.output
+
+
+def test_enqueue_file_takes_the_options_as_defaults_and_reports_every_bad_line(db_url: str) -> None:
+    lines = [
+        {"worker": "MyApp.A", "args": {"i": 1}},
+        {"worker": "MyApp.B", "queue": "own", "priority": 0, "tags": ["x"], "meta": {"m": 1}},
+        {"worker": "MyApp.C", "scheduled_at": "2030-01-01T00:00:00Z"},
+    ]
+    given = cli(db_url, "enqueue", "--file", "-", "--queue", "imports", "--priority", "3", "--tag", "nightly",
+                "--meta", '{"src": "cli"}', "--schedule-in", "60", "--max-attempts", "5", "--json",
+                input="\n".join(json.dumps(x) for x in lines) + "\n")
+    assert given.exit_code == 0, given.output
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT worker, queue, priority, tags, meta, max_attempts, state::text,"
+                            " scheduled_at > now() + interval '30 seconds' FROM oban_jobs ORDER BY id").fetchall()
+    assert rows == [
+        ("MyApp.A", "imports", 3, ["nightly"], {"src": "cli"}, 5, "scheduled", True),
+        ("MyApp.B", "own", 0, ["x"], {"m": 1}, 5, "scheduled", True),
+        ("MyApp.C", "imports", 3, ["nightly"], {"src": "cli"}, 5, "scheduled", True),
+    ]
+    bad = ['{"worker": "ok"}', '{"worker": "W", "priority": -1}', "not json", '{"args": {}}', "[1]",
+           '{"worker": "W", "colour": 1}', '{"worker": "W", "scheduled_at": "soon"}']
+    result = cli(db_url, "enqueue", "--file", "-", input="\n".join(bad) + "\n")
+    assert result.exit_code == 2, result.output
+    for number, text in ((2, "priority"), (3, "not valid JSON"), (4, "missing worker"), (5, "JSON object"),
+                         (6, "unknown field 'colour'"), (7, "scheduled_at")):
+        assert f"line {number}: " in result.output and text in result.output, (number, result.output)
+    assert "6 bad line(s), nothing inserted" in result.output and "line 1:" not in result.output
+    mixed = cli(db_url, "enqueue", "--file", "-", "--args", '{"a": 1}', input='{"worker": "W"}\n')
+    assert mixed.exit_code == 2 and "--args is per job" in mixed.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM oban_jobs").fetchone() == (3,)
+
+
+def test_jobs_list_says_when_its_limit_cut_the_list(seeded: str) -> None:
+    cut = cli(seeded, "jobs", "list", "--limit", "3", "--json")
+    assert cut.exit_code == 0 and len(json.loads(cut.stdout)) == 3
+    assert "showing the first 3 matching jobs" in cut.stderr
+    whole = cli(seeded, "jobs", "list", "--limit", "4")
+    assert whole.exit_code == 0 and "showing the first" not in whole.stderr
+
+
+def test_top_once_shows_the_nodes_running_and_speaks_json(seeded: str) -> None:
+    async def frames() -> tuple[Any, Any]:
+        async with AsyncObanBridge(seeded, queues={"badges": 2}, node="py-node"):
+            text = await asyncio.to_thread(lambda: cli(seeded, "top", "--once", "--interval", "0.5"))
+            data = await asyncio.to_thread(lambda: cli(seeded, "top", "--once", "--json"))
+            return text, data
+
+    text, data = asyncio.run(frames())
+    assert text.exit_code == 0 and "py-node(ObanBridge)" in text.output, text.output
+    frame = json.loads(data.stdout)
+    badges = next(q for q in frame["queues"] if q["queue"] == "badges")
+    assert [n["node"] for n in badges["nodes"]] == ["py-node"] and badges["nodes"][0]["limit"] == 2
+    assert badges["completed_per_s"] >= 0 and frame["prefix"] == "public"
+
+
+def test_demo_asks_before_filling_a_configured_database(empty_db_url: str) -> None:
+    refused = cli(empty_db_url, "demo", "--jobs", "50", input="n\n")
+    assert refused.exit_code == 1 and "not the embedded PostgreSQL" in refused.output
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.oban_jobs')").fetchone() == (None,)
+    ran = cli(empty_db_url, "demo", "--jobs", "200", "--limit", "10", "--yes", "--json")
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(ran.stdout)
+    assert (summary["enqueued"], summary["completed"]) == (200, 200)
+    first = summary["first_attempts"]
+    assert first["jobs"] == 200 - summary["retried"] and first["jobs_per_s"] > 0
+    # The first attempts' span excludes the flaky jobs' 1 s backoff that the whole run includes.
+    assert summary["retried"] == 0 or first["seconds"] < summary["seconds"]
+
+
+@pytest.mark.parametrize("args", [
+    ["enqueue", "MyApp.W"],
+    ["enqueue", "--file", "-"],
+    ["migrate"],
+    ["jobs", "cancel", "1"],
+    ["queues", "pause", "default", "--listen", "0"],
+    ["start", "-m", "warn_only_workers", "-q", "warnq:1"],
+    ["hephaestus", "resume", "wf::1", "done", "--events", "done"],
+])
+def test_verbs_that_write_warn_before_using_the_embedded_server(args: list[str], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml with a database_url above
+    (tmp_path / "warn_only_workers.py").write_text(
+        "from oban_bridge import worker\n\n@worker('py.WarnOnly', queue='warnq')\ndef warn_only(job):\n    pass\n")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    # Binaries that do not exist: the verb fails right after the warning, before writing anything.
+    monkeypatch.setenv("OBAN_BRIDGE_EMBEDDED_BIN", str(tmp_path / "no-postgres"))
+    monkeypatch.setenv("OBAN_BRIDGE_EMBEDDED_DIR", str(tmp_path / "pgdata"))
+    result = CliRunner().invoke(main, args, input='{"worker": "W"}\n')
+    assert "WARNING: no DATABASE_URL" in result.stderr and "not to your application's database" in result.stderr
+    assert str(tmp_path / "pgdata") in result.stderr, result.stderr
+    read = CliRunner().invoke(main, ["jobs", "list"])
+    assert "WARNING" not in read.stderr

@@ -25,10 +25,24 @@ class Context:
         self.settings = settings or {}  # [tool.oban_bridge], for the verbs that read more of it
         self.leaf: click.Context | None = None
 
-    def client(self) -> Any:
+    def client(self, *, writes: bool = False) -> Any:
         from ..client import ObanBridge
 
+        if writes:
+            self.warn_if_embedded()
         return ObanBridge(self.database_url, prefix=self.prefix)
+
+    def warn_if_embedded(self) -> None:
+        """A verb that writes, with no database configured, would quietly change the embedded
+        server's tables instead of the application's: say so where nobody can miss it."""
+        if self.database_url is not None:
+            return
+        from ..embedded import data_dir
+
+        verb = self.leaf.command_path if self.leaf is not None else "oban-bridge"
+        click.secho(f"WARNING: no DATABASE_URL, --database-url or [tool.oban_bridge] database_url: `{verb}` "
+                    f"writes to the embedded PostgreSQL in {data_dir()}, not to your application's database",
+                    err=True, fg="yellow", bold=True)
 
 
 class BridgeGroup(click.Group):

@@ -39,48 +39,67 @@ FILE_FIELDS = {"worker", "args", "queue", "priority", "max_attempts", "tags", "m
                "scheduled_at", "unique", "replace"}
 
 
-def jobs_from_lines(lines: list[str]) -> list[Job]:
-    """Every line validated before anything is inserted; errors name the line."""
-    from datetime import datetime
+MAX_REPORTED = 20  # bad lines printed in full; the rest are counted
 
+
+def jobs_from_lines(lines: list[str], defaults: dict[str, Any] | None = None) -> list[Job]:
+    """Every line validated before anything is inserted; every bad line is reported, by number.
+
+    `defaults` are the options given on the command line: a line's own fields win over them."""
+    defaults = defaults or {}
     jobs: list[Job] = []
+    problems: list[str] = []
     stderr: Any = sys.stderr
     with click.progressbar(lines, label="validating", file=stderr) as bar:
         for number, line in enumerate(bar, start=1):
             if not line.strip():
                 continue
             try:
-                spec = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ValidationError(f"line {number}", f"not valid JSON ({exc})") from None
-            if not isinstance(spec, dict):
-                raise ValidationError(f"line {number}", "expected a JSON object with at least a worker")
-            unknown = sorted(set(spec) - FILE_FIELDS)
-            if unknown:
-                raise ValidationError(f"line {number}", f"unknown field {unknown[0]!r} (known: {sorted(FILE_FIELDS)})")
-            if "worker" not in spec:
-                raise ValidationError(f"line {number}", "missing worker")
-            opts = {k: v for k, v in spec.items() if k not in ("worker", "args")}
-            if isinstance(opts.get("scheduled_at"), str):
-                try:
-                    opts["scheduled_at"] = datetime.fromisoformat(opts["scheduled_at"].replace("Z", "+00:00"))
-                except ValueError:
-                    raise ValidationError(f"line {number}", f"scheduled_at is not ISO 8601: {opts['scheduled_at']!r}") from None
-            try:
-                jobs.append(Job.new(spec["worker"], spec.get("args"), **opts))
+                jobs.append(_job_from_line(line, defaults))
             except ValidationError as exc:
-                raise ValidationError(f"line {number}: {exc.field}", exc.message) from None
+                problems.append(f"line {number}: {exc.message if exc.field == 'line' else f'{exc.field}: {exc.message}'}")
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = f"\n  … and {len(problems) - MAX_REPORTED:,} more" if len(problems) > MAX_REPORTED else ""
+        raise ValidationError("file", f"{len(problems):,} bad line(s), nothing inserted:\n  " + "\n  ".join(shown) + more)
     return jobs
 
 
-def enqueue_file(obj: Context, source: str, as_json: bool) -> None:
+def _job_from_line(line: str, defaults: dict[str, Any]) -> Job:
+    from datetime import datetime
+
+    try:
+        spec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError("line", f"not valid JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ValidationError("line", "expected a JSON object with at least a worker")
+    unknown = sorted(set(spec) - FILE_FIELDS)
+    if unknown:
+        raise ValidationError("line", f"unknown field {unknown[0]!r} (known: {sorted(FILE_FIELDS)})")
+    if "worker" not in spec:
+        raise ValidationError("line", "missing worker")
+    own = {k: v for k, v in spec.items() if k not in ("worker", "args")}
+    base = dict(defaults)
+    if "schedule_in" in own or "scheduled_at" in own:  # a line's own time replaces the default one
+        base.pop("schedule_in", None)
+    opts = {**base, **own}
+    if isinstance(opts.get("scheduled_at"), str):
+        try:
+            opts["scheduled_at"] = datetime.fromisoformat(opts["scheduled_at"].replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("scheduled_at", f"not ISO 8601: {opts['scheduled_at']!r}") from None
+    return Job.new(spec["worker"], spec.get("args"), **opts)
+
+
+def enqueue_file(obj: Context, source: str, as_json: bool, defaults: dict[str, Any]) -> None:
     stream = click.open_file(source, "r", encoding="utf-8")
     with stream:
         lines = stream.read().splitlines()
-    jobs = jobs_from_lines(lines)
+    jobs = jobs_from_lines(lines, defaults)
     if not jobs:
         raise ValidationError("file", f"no jobs in {source}")
-    with obj.client() as client:
+    with obj.client(writes=True) as client:
         with client.connection() as conn, conn.transaction():
             inserted = client.insert_all(jobs, conn=conn)
     conflicts = sum(1 for j in inserted if j.conflict)
@@ -94,7 +113,8 @@ def enqueue_file(obj: Context, source: str, as_json: bool) -> None:
 @main.command()
 @click.argument("worker", required=False)
 @click.option("--file", "source", default=None, type=click.Path(allow_dash=True, exists=True, dir_okay=False),
-              help="JSON lines, one job each ({\"worker\": …, \"args\": {…}, \"queue\": …}); - for stdin.")
+              help="JSON lines, one job each ({\"worker\": …, \"args\": {…}, \"queue\": …}); - for stdin. "
+                   "The other options are defaults for lines that do not set them.")
 @click.option("--args", "args", default="{}", show_default=True, help="Job args, a JSON object.")
 @click.option("--queue", default="default", show_default=True)
 @click.option("--priority", type=int, default=None, help="0 (highest) to 9.")
@@ -129,20 +149,27 @@ def enqueue(
       oban-bridge enqueue badge_forge.generator.GenerateBadge --args '{"id": 7}' --schedule-in 60
       oban-bridge enqueue MyApp.Sync --args '{"account": 1}' --unique-period infinity --unique-keys account --json
       oban-bridge enqueue --file jobs.jsonl        # or - for stdin: validated, then one transaction
+      oban-bridge enqueue --file - --queue imports --tag nightly < jobs.jsonl
     """
-    if source is not None:
-        if worker is not None:
-            raise ValidationError("worker", "give a WORKER or --file, not both")
-        enqueue_file(obj, source, as_json)
-        return
-    if worker is None:
-        raise ValidationError("worker", "missing WORKER (or --file)")
     unique: dict[str, Any] | None = None
     if unique_period is not None or unique_keys is not None:
         period = _period(unique_period)
         unique = {"period": 60 if period is None else period}
         if unique_keys:
             unique["keys"] = [k.strip() for k in unique_keys.split(",") if k.strip()]
+    if source is not None:
+        if worker is not None:
+            raise ValidationError("worker", "give a WORKER or --file, not both")
+        given = _given(click.get_current_context())
+        if "args" in given:
+            raise ValidationError("args", "--args is per job: put args on each line of --file")
+        defaults = {"queue": queue, "priority": priority, "schedule_in": schedule_in, "max_attempts": max_attempts,
+                    "tags": list(tags), "meta": _json_object(meta, "meta"), "unique": unique}
+        enqueue_file(obj, source, as_json, {k: v for k, v in defaults.items()
+                                            if k in given or (k == "unique" and unique is not None)})
+        return
+    if worker is None:
+        raise ValidationError("worker", "missing WORKER (or --file)")
     job = Job.new(
         worker,
         _json_object(args, "args"),
@@ -154,10 +181,18 @@ def enqueue(
         meta=_json_object(meta, "meta"),
         unique=unique,
     )
-    with obj.client() as client:
+    with obj.client(writes=True) as client:
         inserted = client.insert(job)
     if as_json:
         click.echo(orjson.dumps(inserted.to_dict()))
     else:
         verb = "already enqueued (unique conflict)" if inserted.conflict else "enqueued"
         click.echo(f"{verb}: job {inserted.id} {inserted.worker} in queue {inserted.queue!r} ({inserted.state})")
+
+
+def _given(ctx: click.Context) -> set[str]:
+    """Options typed on the command line (or from the environment), not left at their defaults."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}

@@ -51,6 +51,7 @@ def resume_cmd(obj: Context, instance_id: str, event: str, step_ref: str | None,
     from ..hephaestus import resume
 
     updates = _json_object(context, "context") or {}
+    obj.warn_if_embedded()
 
     async def run() -> Any:
         async with AsyncObanBridge(obj.database_url, prefix=obj.prefix) as oban:

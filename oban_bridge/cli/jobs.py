@@ -61,7 +61,12 @@ def list_jobs(obj: Context, states: tuple[str, ...], queues: tuple[str, ...], wo
     """
     where = build_filter((), states, queues, workers, tags, meta, args)
     with obj.client() as client, client.connection() as conn:
-        found = run_sync(conn, list_plan(obj.prefix, where, limit=limit, order=order))
+        # One row more than shown tells whether the limit cut the list.
+        found = run_sync(conn, list_plan(obj.prefix, where, limit=limit + 1, order=order))
+    if len(found) > limit:
+        found = found[:limit]
+        click.echo(f"showing the first {limit:,} matching jobs by {order}; more match (raise --limit or add filters)",
+                   err=True)
     if as_json:
         emit_json([j.to_dict() for j in found])
         return
@@ -150,7 +155,7 @@ def _bulk(name: str, plan: Callable[[str, JobFilter], Plan[list[dict[str, Any]]]
         where = build_filter(ids, states, queues, workers, tags, meta, args)
         if where.empty:
             raise ValidationError("jobs", f"give job ids or at least one filter to {name}")
-        with obj.client() as client:
+        with obj.client(writes=True) as client:
             if not ids and not yes:
                 with client.connection() as conn:
                     matching = run_sync(conn, count_plan(obj.prefix, where))

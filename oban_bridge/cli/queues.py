@@ -115,7 +115,7 @@ def _signal(obj: Context, action: str, queue: str, limit: int | None, node: str 
         raise ValidationError("queue", f"{action} takes one queue name; only pause and resume take *")
     if name is not None and not name:
         raise ValidationError("name", "expected an instance name, e.g. Oban or ObanBridge")
-    with obj.client() as client:
+    with obj.client(writes=True) as client:
         heard = listen_gossip(client, obj.prefix, listen)
         with client.connection() as conn:
             sent = [run_sync(conn, signal_plan(obj.prefix, action, queue, limit=limit, ident=ident))

@@ -22,7 +22,7 @@ def migrate(obj: Context, version: int, as_json: bool) -> None:
       oban-bridge migrate
       oban-bridge --prefix private migrate
     """
-    with obj.client() as client:
+    with obj.client(writes=True) as client:
         result = client.migrate(version)
     if as_json:
         click.echo(orjson.dumps({"prefix": result.prefix, "from": result.from_version, "to": result.to_version}))

@@ -128,6 +128,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
         kwargs.update(crontab=crontab, cron_timezone=timezone)
     if name:
         kwargs["name"] = name
+    obj.warn_if_embedded()
     click.echo(f"oban-bridge: running {', '.join(f'{q}:{n}' for q, n in limits.items())} "
                f"with workers {', '.join(sorted(registry()))}"
                + (f" in {count} processes" if count > 1 else ""), err=True)
