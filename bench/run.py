@@ -20,6 +20,9 @@ On one PostgreSQL server (DATABASE_URL, else the embedded one), in this order:
               plugins and logging, 20,000 plain-`def` no-op jobs waiting; jobs/s from the first attempt
               to the last completion, Python CPU per job, and the peak number of jobs holding a slot
               at once (from attempted_at/completed_at: must never exceed the limit);
+  joblog      the start measure again with a log line per job (`--log-jobs`), text and JSON, written
+              to a file as a service manager would collect stderr: jobs/s against the same run
+              without per-job lines, and the log's size;
   idle        `oban-bridge start` with 4 queues (a:100,b:10,c:10,d:50) and its default plugins on an
               empty table: statements/s (pg_stat_database, less the probe's own) and CPU% of a core.
 The throughput and queues lines also report the peak concurrency seen.
@@ -58,7 +61,7 @@ from oban_bridge.engine import Ack, ack_fetch_plan, db_now  # noqa: E402
 from oban_bridge.notifier import channel, encode  # noqa: E402
 from peer import database, run_peer, server_url  # noqa: E402  (bench/peer.py)
 
-MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "idle"]
+MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "joblog", "idle"]
 started_at: dict[int, float] = {}
 
 
@@ -258,16 +261,16 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_node(url: str, queues: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_node(url: str, queues: str, *extra: str, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
     return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", queues, *extra],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def run_node(url: str, queues: str, jobs: int, *extra: str) -> tuple[float, float]:
+def run_node(url: str, queues: str, jobs: int, *extra: str, stderr: Any = subprocess.DEVNULL) -> tuple[float, float]:
     """`oban-bridge start` until `jobs` are completed: (jobs/s from the first attempt to the last
     completion, so start-up is not counted; the process's CPU seconds, start-up included)."""
-    node = start_node(url, queues, *extra)
+    node = start_node(url, queues, *extra, stderr=stderr)
     try:
         while asyncio.run(completed(url)) < jobs:
             time.sleep(0.05)
@@ -289,6 +292,28 @@ def bridge_start(url: str, jobs: int, limit: int) -> dict[str, float]:
     asyncio.run(analyze(url))
     rate, cpu = run_node(url, f"bench:{limit}", jobs)
     return {"rate": rate, "cpu_us": cpu / jobs * 1e6, "peak": peak(url, "bench")}
+
+
+def bridge_joblog(url: str, jobs: int, limit: int) -> dict[str, float]:
+    """Jobs/s with no per-job lines, then with `--log-jobs` in text and in JSON, interleaved so the
+    machine's drift touches each alike; stderr goes to a file, as journald or a log file takes it."""
+    import tempfile
+
+    rates: dict[str, list[float]] = {"off": [], "text": [], "json": []}
+    size: dict[str, int] = {}
+    for _ in range(2):
+        for mode, extra in (("off", ()), ("text", ("--log-jobs",)), ("json", ("--log-jobs", "--log-format", "json"))):
+            asyncio.run(reset(url))
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
+                             "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
+            asyncio.run(analyze(url))
+            with tempfile.TemporaryFile() as log:
+                rate, _cpu = run_node(url, f"bench:{limit}", jobs, *extra, stderr=log)
+                size[mode] = log.tell()
+            rates[mode].append(rate)
+    best = {mode: max(r) for mode, r in rates.items()}
+    return {**best, "text_bytes": size["text"] / jobs, "json_bytes": size["json"] / jobs}
 
 
 def bridge_idle(url: str, warmup: float, window: float) -> dict[str, float]:
@@ -414,6 +439,12 @@ def table(p: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any] | None
                      f"{start['worst']:>7,.0f}-{start['best']:,.0f}")
         lines.append(f"{'  Python CPU per job, start-up included (us)':<50}{start['cpu_us']:>12.0f}")
         lines.append(f"{'  peak jobs running at once (limit ' + str(p['start_limit']) + ')':<50}{start['peak']:>12}")
+    if "joblog" in ours:
+        log = ours["joblog"]
+        lines.append(f"{'start, no per-job lines (jobs/s, best of 2)':<50}{log['off']:>12,.0f}")
+        for mode in ("text", "json"):
+            label = f"  --log-jobs, {mode} ({log[mode + '_bytes']:.0f} bytes a job) to a file"
+            lines.append(f"{label:<50}{log[mode]:>12,.0f}{log[mode] / log['off']:>17.0%}")
     if "idle" in ours:
         lines.append(f"{'idle start, 4 queues, plugins: statements/s':<50}{ours['idle']['statements']:>12.1f}")
         lines.append(f"{'  CPU (% of one core)':<50}{100 * ours['idle']['cpu']:>11.1f}%")
@@ -469,6 +500,8 @@ def main() -> None:
                          "cpu_us": statistics.median(r["cpu_us"] for r in runs), "peak": max(r["peak"] for r in runs)}
         if "raw 100" not in ours:
             ours["raw 100"] = event_loop.run(raw_ceiling(url, p["start_jobs"], {"bench": 100}, 1))
+    if "joblog" in p["measures"]:
+        ours["joblog"] = bridge_joblog(url, p["start_jobs"], p["start_limit"])
     if "idle" in p["measures"]:
         ours["idle"] = bridge_idle(url, p["idle_warmup"], p["idle_window"])
     theirs = None if args.no_peer else run_peer(server, p, args.peer_python)

@@ -3,13 +3,26 @@ options or OBAN_BRIDGE_LOG_LEVEL / OBAN_BRIDGE_LOG_FORMAT, installed only when t
 has not configured logging itself — handlers a worker module set up at import are never replaced.
 
 Records carry their fields as attributes (`job_id`, `worker`, `queue`, `attempt`, `state`,
-`duration`, `error`…); the JSON format writes every such field, the text format appends them."""
+`duration`, `error`…); the JSON format writes every such field, the text format appends them.
+
+Per job, as Elixir (which logs nothing per job until `Oban.Telemetry.attach_default_logger/1`):
+failures, cancels and discards at WARNING always; every other outcome only with `--log-jobs`.
+A line per job has to be cheap, so (measured with `python bench/run.py --only joblog`):
+- the formatters render the time once a second and find a record's fields once per shape of record;
+- our handler writes lines into a 64 KiB buffer that a thread flushes every 0.2 s, and at once for
+  WARNING and above, instead of a write(2) per line (stderr is line-buffered);
+- no QueueHandler: under the GIL, formatting on a thread of its own cost more CPU in total than it
+  took off the event loop.
+"""
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -19,53 +32,161 @@ import orjson
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FORMATS = ("text", "json")
 # Attributes every LogRecord has: anything else was passed in `extra=` and is a field.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _OURS = "_oban_bridge_handler"
+_shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    """The `extra=` attributes of a record, in the order given. Records from one call site share
+    their attribute names, so which ones are fields is worked out once per such shape."""
+    attrs = record.__dict__
+    shape = tuple(attrs)
+    names = _shapes.get(shape)
+    if names is None:
+        names = tuple(k for k in shape if k not in _STANDARD and not k.startswith("_"))
+        if len(_shapes) < 1024:
+            _shapes[shape] = names
+    return {k: attrs[k] for k in names}
+
+
+class _Clock:
+    """`YYYY-MM-DD?HH:MM:SS` in UTC, rendered once per second rather than once per line."""
+
+    def __init__(self, sep: str) -> None:
+        self.sep = sep
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.second, self.text = second, time.strftime(f"%Y-%m-%d{self.sep}%H:%M:%S", time.gmtime(second))
+        return self.text
+
+
+def _traceback(record: logging.LogRecord) -> str | None:
+    if record.exc_info:
+        return "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return record.exc_text or None
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock("T")
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": f"{self._clock(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
         out.update(fields(record))
-        if record.exc_info:
-            out["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        trace = _traceback(record)
+        if trace:
+            out["traceback"] = trace
         return orjson.dumps(out, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
+    """`2026-11-24 01:02:03,456 WARNING oban_bridge.job message key=value …`, traceback below."""
+
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        super().__init__()
+        self._clock = _Clock(" ")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = f"{self._clock(record.created)},{int(record.msecs):03d} {record.levelname} {record.name} " \
+               f"{record.getMessage()}"
         extra = fields(record)
         if extra:
-            first, _, rest = line.partition("\n")
-            line = first + " " + " ".join(f"{k}={v}" for k, v in extra.items()) + ("\n" + rest if rest else "")
-        return line
+            line += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        trace = _traceback(record)
+        return f"{line}\n{trace}" if trace else line
 
 
-JsonFormatter.converter = TextFormatter.converter = time.gmtime
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the file descriptor of `stream` through a buffer of its own: a thread flushes it
+    every `interval` seconds, a record at WARNING or above flushes at once, and so do `flush()`
+    and exit. A busy node writes a few large chunks a second instead of a syscall per line."""
+
+    def __init__(self, stream: Any = None, interval: float = 0.2) -> None:
+        stream = stream if stream is not None else sys.stderr
+        self._origin = stream  # kept alive: closing it would close the descriptor written to
+        try:
+            raw = io.FileIO(stream.fileno(), "w", closefd=False)
+            buffered: Any = io.TextIOWrapper(io.BufferedWriter(raw, 65536), encoding="utf-8",
+                                             errors="backslashreplace", write_through=False)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            buffered = stream  # no descriptor (a test's captured stream): write to it as it is
+        super().__init__(buffered)
+        self._dirty = False
+        self._closed = threading.Event()
+        self._interval = interval
+        threading.Thread(target=self._flusher, name="oban-bridge-log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(text)
+                if record.levelno >= logging.WARNING:
+                    self.stream.flush()
+                else:
+                    self._dirty = True
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging must never break the caller (as StreamHandler)
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._dirty = False
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
+
+    def _flusher(self) -> None:
+        while not self._closed.wait(self._interval):
+            if self._dirty:
+                self.flush()
 
 
-def settings(level: str | None, fmt: str | None) -> tuple[str, str]:
-    """The option, else the environment variable, else INFO / text; a bad value is a ValueError."""
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def settings(level: str | None, fmt: str | None, jobs: bool | None = None) -> tuple[str, str, bool]:
+    """The option, else the environment variable, else INFO / text / no per-job lines; a bad value
+    is a ValueError."""
     level = (level or os.environ.get("OBAN_BRIDGE_LOG_LEVEL") or "INFO").upper()
     fmt = (fmt or os.environ.get("OBAN_BRIDGE_LOG_FORMAT") or "text").lower()
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
     if fmt not in FORMATS:
         raise ValueError(f"log format must be text or json, got {fmt!r}")
-    return level, fmt
+    if jobs is None:
+        raw = os.environ.get("OBAN_BRIDGE_LOG_JOBS", "").strip().lower()
+        if raw not in _TRUE + _FALSE:
+            raise ValueError(f"OBAN_BRIDGE_LOG_JOBS must be 1 or 0, got {raw!r}")
+        jobs = raw in _TRUE
+    return level, fmt, jobs
+
+
+_handler: BufferedStreamHandler | None = None
+
+
+def flush() -> None:
+    """Write every buffered line (before `os._exit`, which skips atexit)."""
+    if _handler is not None:
+        _handler.flush()
 
 
 def mark(handler: logging.Handler) -> logging.Handler:
@@ -74,17 +195,25 @@ def mark(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
-def configure(level: str, fmt: str) -> None:
+def configure(level: str, fmt: str, jobs: bool = False) -> None:
     """Install our handler on the root logger unless the application installed one of its own
-    (then only oban_bridge's level is set, and its records flow to the application's handlers)."""
+    (then only oban_bridge's levels are set, and its records flow to the application's handlers)."""
+    global _handler
     logging.getLogger("oban_bridge").setLevel(level)
+    # Routine job outcomes are DEBUG records of oban_bridge.job (executor.log_outcome).
+    logging.getLogger("oban_bridge.job").setLevel(logging.DEBUG if jobs else logging.NOTSET)
     root = logging.getLogger()
     theirs = [h for h in root.handlers if not getattr(h, _OURS, False)]
     if theirs:
         return
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = mark(logging.StreamHandler(sys.stderr))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root.addHandler(handler)
+        if handler is _handler:
+            handler.close()
+    _handler = BufferedStreamHandler(sys.stderr)
+    _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(mark(_handler))
     root.setLevel(level)
+
+
+atexit.register(flush)

@@ -84,6 +84,9 @@ def exit_past_stuck_jobs() -> None:
     if stuck:
         print(f"oban-bridge: {len(stuck)} job thread(s) still running after the grace period; "
               "leaving their jobs to the lifeline", file=sys.stderr)
+        from . import logs
+
+        logs.flush()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -344,3 +344,61 @@ def test_start_log_format_json_carries_the_fields(db_url: str, tmp_path: Any) ->
     bad = CliRunner().invoke(main, ["--database-url", db_url, "start", "-m", "tests.workers", "-q", "a:1",
                                     "--log-level", "LOUD"])
     assert bad.exit_code == 2 and "log level must be one of" in bad.output
+
+
+def test_log_jobs_writes_a_line_per_job_and_nothing_without_it(db_url: str, tmp_path: Any) -> None:
+    (tmp_path / "plain_ok.py").write_text("from oban_bridge import worker\n\n"
+                                          "@worker('py.LogBoom', queue='logq')\ndef ok(job):\n    return None\n")
+    env = {"PYTHONPATH": str(tmp_path), "OBAN_BRIDGE_LOG_FORMAT": "json"}
+    quiet = _run_start_until(db_url, env, ["-m", "plain_ok"], "completed")
+    assert not [line for line in quiet.splitlines() if '"event":"success"' in line], quiet
+    loud = _run_start_until(db_url, env, ["-m", "plain_ok", "--log-jobs"], "completed")
+    [line] = [json.loads(x) for x in loud.splitlines() if '"event":"success"' in x]
+    assert (line["worker"], line["queue"], line["attempt"], line["state"]) == ("py.LogBoom", "logq", 1, "completed")
+    assert isinstance(line["job_id"], int) and line["duration"] >= 0
+    by_env = _run_start_until(db_url, {**env, "OBAN_BRIDGE_LOG_JOBS": "1"}, ["-m", "plain_ok"], "completed")
+    assert '"event":"success"' in by_env
+    bad = CliRunner().invoke(main, ["--database-url", db_url, "start", "-m", "tests.workers", "-q", "a:1"],
+                             env={"OBAN_BRIDGE_LOG_JOBS": "maybe"})
+    assert bad.exit_code == 2 and "OBAN_BRIDGE_LOG_JOBS must be 1 or 0" in bad.output
+
+
+def test_buffered_log_lines_reach_the_descriptor_warnings_at_once_the_rest_within_the_flush() -> None:
+    """Per-job lines are buffered (no write(2) per line), so they must still arrive: a WARNING as it
+    is logged, an INFO line within the flusher's interval, a traceback whole."""
+    import logging
+    import select
+
+    from oban_bridge.logs import BufferedStreamHandler, JsonFormatter
+
+    read_fd, write_fd = os.pipe()
+    writer = os.fdopen(write_fd, "w")
+    handler = BufferedStreamHandler(writer, interval=0.1)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("oban_bridge.test_buffered")
+    log.propagate, log.level = False, logging.INFO
+    log.addHandler(handler)
+
+    def lines(timeout: float) -> list[dict[str, Any]]:
+        got = b""
+        while select.select([read_fd], [], [], timeout)[0]:
+            got += os.read(read_fd, 65536)
+            timeout = 0.05
+        return [json.loads(line) for line in got.decode().splitlines()]
+
+    try:
+        log.info("routine %s", "line", extra={"job_id": 1})
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            log.exception("failed", extra={"job_id": 2})
+        first = lines(0)  # the ERROR flushed at once, carrying the INFO line before it
+        assert [(r["message"], r["job_id"]) for r in first] == [("routine line", 1), ("failed", 2)]
+        assert "RuntimeError: boom" in first[1]["traceback"]
+        log.info("later", extra={"job_id": 3})
+        assert [r["job_id"] for r in lines(2.0)] == [3]  # no flush asked: the flusher wrote it
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        writer.close()
+        os.close(read_fd)

@@ -139,7 +139,8 @@ async def test_an_elixir_apps_history_and_long_jobs_survive_a_python_nodes_plugi
     assert rows(db_url, f"id = {other_long_job}")[0]["state"] == "executing"
 
 
-async def test_with_scope_all_a_python_only_deployment_prunes_and_rescues_everything(db_url: str) -> None:
+async def test_with_scope_all_a_python_only_deployment_prunes_and_rescues_everything(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     history = copy_elixir_rows(db_url)
     finished = [r["id"] for r in rows(db_url, f"id = ANY(ARRAY{history})")
                 if r["state"] in ("completed", "cancelled", "discarded")]
@@ -151,6 +152,9 @@ async def test_with_scope_all_a_python_only_deployment_prunes_and_rescues_everyt
         await wait_for(lambda: rows(db_url, f"id = {long_job}")[0]["state"] == "available")
         await wait_for(lambda: count(db_url, f"id = ANY(ARRAY{finished})") == 0)
     assert count(db_url, f"id = ANY(ARRAY{history})") == len(history) - len(finished)
+    [record] = [r for r in caplog.records if r.getMessage().startswith("lifeline rescued")]
+    assert record.levelname == "WARNING" and "executing for over 3600s" in record.getMessage()
+    assert (record.count, record.job_ids, record.discarded_ids) == (1, [long_job], [])  # type: ignore[attr-defined]
 
 
 async def test_the_pruner_keeps_to_the_queues_of_its_instance_heard_in_gossip(db_url: str) -> None:
@@ -170,7 +174,8 @@ async def test_the_pruner_keeps_to_the_queues_of_its_instance_heard_in_gossip(db
 
 # --- orphan rescue is never premature --------------------------------------------------------------
 
-async def test_a_producer_that_comes_back_within_the_grace_keeps_its_job(db_url: str) -> None:
+async def test_a_producer_that_comes_back_within_the_grace_keeps_its_job(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """The producer's presence drops for 0.2 s at a time (its connections terminated and retaken,
     as a failover does) over 3 s: it was never absent for the whole 1 s grace, so its 1 hour old
     job stays with it. Once it is gone for good, the job comes back after the grace."""
@@ -194,6 +199,9 @@ async def test_a_producer_that_comes_back_within_the_grace_keeps_its_job(db_url:
         holder.close()
     row = rows(db_url, f"id = {job}")[0]
     assert (row["attempt"], row["errors"]) == (1, [])
+    [record] = [r for r in caplog.records if r.getMessage().startswith("lifeline rescued")]
+    assert "held no presence lock for 1s" in record.getMessage()
+    assert (record.job_ids, record.producers, record.queues) == ([job], [producer], ["py"])  # type: ignore[attr-defined]
 
 
 def _terminate(url: str, appname: str) -> int:

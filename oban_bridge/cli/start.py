@@ -80,7 +80,10 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
 @click.option("--orphan-grace", metavar="DURATION", default=None,
               help="Rescue the jobs of a Python node gone this long (default 30s).")
 @click.option("--log-level", default=None, metavar="LEVEL",
-              help="DEBUG, INFO (default), WARNING or ERROR; env OBAN_BRIDGE_LOG_LEVEL. DEBUG logs every job.")
+              help="DEBUG, INFO (default), WARNING or ERROR; env OBAN_BRIDGE_LOG_LEVEL.")
+@click.option("--log-jobs", is_flag=True, default=None,
+              help="A line for every job outcome, as Elixir's Oban.Telemetry.attach_default_logger; env "
+                   "OBAN_BRIDGE_LOG_JOBS=1. Without it only failures, cancels and discards are logged.")
 @click.option("--log-format", default=None, metavar="text|json",
               help="text (default) or json, one object per line; env OBAN_BRIDGE_LOG_FORMAT. Ignored when "
                    "a worker module configured logging itself: its handlers are kept.")
@@ -88,7 +91,8 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
 def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
           grace: float, crons: tuple[str, ...], timezone: str, processes: str, plugin_scope: str | None,
           prune_after: str | None, prune_limit: str | None, rescue_after: str | None,
-          orphan_grace: str | None, log_level: str | None, log_format: str | None) -> None:
+          orphan_grace: str | None, log_level: str | None, log_jobs: bool | None,
+          log_format: str | None) -> None:
     """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
 
     \b
@@ -116,13 +120,14 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     settings = plugin_settings(obj, plugin_scope=plugin_scope, prune_after=prune_after, prune_limit=prune_limit,
                                rescue_after=rescue_after, orphan_grace=orphan_grace)
     try:
-        log_settings = logs.settings(log_level, log_format)
+        log_settings = logs.settings(log_level, log_format, log_jobs or None)
     except ValueError as exc:
-        raise ValidationError("log-level" if "level" in str(exc) else "log-format", str(exc)) from None
+        field = "log-level" if "level" in str(exc) else "log-jobs" if "LOG_JOBS" in str(exc) else "log-format"
+        raise ValidationError(field, str(exc)) from None
     import_modules(modules)
     if not registry():
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
-    logs.configure(*(("DEBUG", log_settings[1]) if obj.debug else log_settings))
+    logs.configure(*(("DEBUG", *log_settings[1:]) if obj.debug else log_settings))
     kwargs: dict[str, Any] = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
     if crontab:
         kwargs.update(crontab=crontab, cron_timezone=timezone)
@@ -159,7 +164,7 @@ def plugin_settings(obj: Context, **options: str | None) -> PluginSettings:
 
 
 def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: tuple[str, ...],
-             settings: PluginSettings, log_settings: tuple[str, str], kwargs: dict[str, Any]) -> Any:
+             settings: PluginSettings, log_settings: tuple[str, str, bool], kwargs: dict[str, Any]) -> Any:
     """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
     from ..client import ObanBridge
 

@@ -53,6 +53,19 @@ async def _after_discard(ctx: Context, conn: psycopg.AsyncConnection[Any], rescu
             log.warning("lifeline: after-discard hook failed", extra={"job_id": job.id, "error": str(exc)})
 
 
+def _log_rescue(plugin: str, rows: list[dict[str, Any]], reason: str, producers: list[str] | None = None) -> None:
+    """One record per rescue: how many, which, why, and what became of them (available again, or
+    discarded with no attempts left), as an operator needs to follow up."""
+    discarded = [r["id"] for r in rows if r["state"] == "discarded"]
+    log.warning(
+        "lifeline rescued %d job(s) (%d available again, %d discarded): %s",
+        len(rows), len(rows) - len(discarded), len(discarded), reason,
+        extra={"plugin": plugin, "reason": reason, "count": len(rows), "job_ids": [r["id"] for r in rows],
+               "discarded_ids": discarded, "queues": sorted({r["queue"] for r in rows}),
+               **({"producers": producers} if producers is not None else {})},
+    )
+
+
 class Lifeline(Plugin):
     name = "lifeline"
     # Every node looks for orphans (a dead leader's own jobs come back without waiting for its
@@ -97,6 +110,9 @@ class Lifeline(Plugin):
         self._last_look = now
         due = sorted(u for u, since in self._absent_since.items() if now - since >= self.orphan_grace)
         rescued = await run_async(conn, rescue_orphans_plan(ctx.prefix, due)) if due else []
+        if rescued:
+            _log_rescue(self.name, rescued, f"their producer held no presence lock for {self.orphan_grace:g}s",
+                        producers=due)
         for uuid in due:
             self._absent_since.pop(uuid, None)
         if self._next_rescue is None:
@@ -105,7 +121,9 @@ class Lifeline(Plugin):
             self._next_rescue = now + self.rescue_interval
             if ctx.is_leader() and self.rescue_after is not None:
                 uuids = None if self.scope == "all" else ctx.instance_producers()
-                rescued += await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after, uuids=uuids))
+                stuck = await run_async(conn, rescue_plan(ctx.prefix, self.rescue_after, uuids=uuids))
+                if stuck:
+                    _log_rescue(self.name, stuck, f"executing for over {self.rescue_after:g}s")
+                rescued += stuck
         if rescued:
-            log.warning("lifeline rescued jobs", extra={"plugin": self.name, "jobs": [r["id"] for r in rescued]})
             await _after_discard(ctx, conn, rescued)
