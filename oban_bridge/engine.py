@@ -36,7 +36,8 @@ class Ack:
     state: str  # completed | retryable | scheduled | cancelled | discarded
     at: datetime
     scheduled_at: datetime | None = None
-    bump: int = 0
+    bump: int = 0  # added to max_attempts (a snooze)
+    rewind: int = 0  # taken from attempt (a chain wait: the fetch's increment undone)
     error: str | None = None  # the errors element, as JSON text
     meta: dict[str, Any] | None = None  # keys merged into meta (recorded output)
 
@@ -67,6 +68,14 @@ def snooze(job: Job, now: datetime, seconds: int) -> Ack:
     return Ack(job.id, "scheduled", now, scheduled_at=now + timedelta(seconds=seconds), bump=1)
 
 
+def chain_wait(job: Job, now: datetime, seconds: int) -> Ack:
+    """A chained job whose upstream has not finished goes back to `scheduled` with the attempt the
+    fetch gave it taken back and max_attempts untouched: waiting is not an attempt, and a later
+    failure's backoff must be the one it would have had without the wait (pro/chain.py)."""
+    assert job.id is not None
+    return Ack(job.id, "scheduled", now, scheduled_at=now + timedelta(seconds=seconds), rewind=1)
+
+
 def cancel(job: Job, now: datetime, text: str) -> Ack:
     assert job.id is not None
     return Ack(job.id, "cancelled", now, error=error_record(job.attempt, now, text))
@@ -90,7 +99,7 @@ def ack_fetch_plan(
         {
             "acks": orjson.dumps(
                 [{"id": a.id, "state": a.state, "at": a.at, "scheduled_at": a.scheduled_at,
-                  "bump": a.bump, "error": a.error, "meta": a.meta} for a in acks]
+                  "bump": a.bump, "rewind": a.rewind, "error": a.error, "meta": a.meta} for a in acks]
             ).decode(),
             "queue": queue,
             "demand": demand,

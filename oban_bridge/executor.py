@@ -14,13 +14,15 @@ import time
 import traceback
 from pathlib import Path
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from . import engine, recorded
+from .pro import hooks
+from .pro.chain import ChainWait
 from .pro.options import DEADLINE_EXCEEDED
 from .term import Atom, TermError
 from .engine import Ack
@@ -92,6 +94,7 @@ class Outcome:
     event: str  # success | failure | snoozed | cancelled | discard | exhausted
     duration: float
     queue_time: float
+    after: Callable[[], None] | None = None  # the after_process hooks, for a thread to run
 
 
 def _ack_for(job: Job, spec: WorkerSpec | None, result: Any, exc: BaseException | None,
@@ -101,6 +104,8 @@ def _ack_for(job: Job, spec: WorkerSpec | None, result: Any, exc: BaseException 
         return _failure(job, spec, text, now)
     if isinstance(result, Snooze):
         return engine.snooze(job, now, result.seconds), "snoozed"
+    if isinstance(result, ChainWait):
+        return engine.chain_wait(job, now, result.seconds), "snoozed"
     if isinstance(result, Cancel):
         return engine.cancel(job, now, perform_error(job.worker, "cancel", result.reason)), "cancelled"
     if isinstance(result, Discard):
@@ -157,6 +162,7 @@ class Attempt:
     task: asyncio.Task[None] | None = None
     child: Any = None  # isolation.Child while an isolated job runs in one
     finished: bool = False
+    hooks: list[Any] = field(default_factory=list)  # pro/hooks.py: the worker's, then global ones
 
     def request_stop(self, reason: str) -> bool:
         """Ask the job to stop. A shutdown overrides an earlier reason (nothing is written for a
@@ -197,6 +203,7 @@ def prepare(attempt: Attempt) -> None:
     assert spec is not None
     timeout = spec.timeout(job)
     pro = spec.pro
+    attempt.hooks = hooks.for_spec(spec)
     if pro is not None:
         attempt.run_job = pro.prepare(job)
         remaining = pro.remaining(job)
@@ -216,21 +223,32 @@ async def gate(attempt: Attempt, pool: Any, prefix: str) -> Any:
     pro, job = attempt.spec.pro, attempt.job
     if pro.deadline is not None and pro.expired(job):
         return Cancel(DEADLINE_EXCEEDED)
-    if pro.chain is not None and chain_mod.META_KEY in (job.meta or {}):
-        import orjson
+    chain = pro.chain
+    if chain is None or chain_mod.META_KEY not in (job.meta or {}):
+        return None
+    import orjson
 
-        from .db import prefixed
+    from .db import prefixed
 
-        partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
+    partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
+    checks = 0
+    while True:
         async with pool.connection() as conn:
-            cur = await conn.execute(prefixed("chain_predecessors", prefix), {"partition": partition, "id": job.id})
-            states = {row[0] for row in await cur.fetchall()}
-        decision = chain_mod.decide(pro.chain, states)
-        if decision == "wait":
-            return Snooze(pro.chain.wait)
-        if decision == "halt":
+            cur = await conn.execute(prefixed("chain_upstream", prefix), {"partition": partition, "id": job.id})
+            row = await cur.fetchone()
+        decision = chain_mod.decide(chain, (row[0], row[1]) if row else None)
+        if decision.action == "run":
+            return None
+        if decision.action == "halt":
             return Cancel(CHAIN_HALTED)
-    return None
+        if decision.action == "snooze":
+            return chain_mod.ChainWait(decision.seconds)
+        # The upstream runs or is about to: look again shortly, holding the slot, as Pro's chain
+        # waits `wait_retry` times `wait_sleep` ms before it snoozes.
+        if checks >= chain.wait_retry:
+            return chain_mod.ChainWait(chain.wait_snooze)
+        checks += 1
+        await asyncio.sleep(chain.wait_sleep / 1000)
 
 
 def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome | None:
@@ -261,15 +279,36 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
             millis = round((attempt.timeout or 0) * 1000)
             result, exc = None, FormattedError(f"** (Oban.TimeoutError) {job.worker} timed out after {millis}ms")
         ack, event = _ack_for(job, spec, result, exc, now)
-    if spec is not None and spec.pro is not None:
-        from .pro.hooks import after_process
-
-        after_process(spec.pro.all_hooks(), event, attempt.run_job, exc if exc is not None else result)
+    after = _after_hooks(attempt, event, result, exc) if attempt.hooks else None
     duration = time.perf_counter() - attempt.started
     attempted = job.attempted_at
     queue_time = 0.0 if attempted is None or job.scheduled_at is None else \
         max(0.0, (attempted - job.scheduled_at).total_seconds())
-    return Outcome(job, ack, event, duration, queue_time)
+    return Outcome(job, ack, event, duration, queue_time, after)
+
+
+def run_with_hooks(run: Callable[[Job], Any], attempt: Attempt) -> Any:
+    """On the job's thread: before_process hooks, then `process` with the job they return — or,
+    when a hook returns Cancel/Error, that result instead of running it (the Pro docs)."""
+    out = hooks.before_process(attempt.hooks, attempt.run_job)
+    if isinstance(out, (Cancel, Error)):
+        return out
+    attempt.run_job = out
+    return run(out)
+
+
+def _after_hooks(attempt: Attempt, event: str, result: Any, exc: BaseException | None) -> Callable[[], None] | None:
+    """The after_process call for this outcome, or None. A chain wait is not an outcome: the job
+    did not run. The job is the one `process` saw; a failure's error is in `unsaved_error`."""
+    if isinstance(result, ChainWait) or not hooks.has(attempt.hooks, "after_process"):
+        return None
+    job = attempt.run_job
+    if exc is not None:
+        job = replace(job, unsaved_error={"kind": "error", "reason": exc, "stacktrace": exc.__traceback__})
+    elif isinstance(result, Error):
+        job = replace(job, unsaved_error={"kind": "error", "reason": result.reason, "stacktrace": None})
+    chosen, value = attempt.hooks, (None if exc is not None else result)
+    return lambda: hooks.after_process(chosen, event, job, value)
 
 
 def _error_text(error: str) -> str:

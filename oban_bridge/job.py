@@ -185,6 +185,9 @@ class Job:
     # Set by the node running the job when it asks the job to stop (timeout, deadline, pkill,
     # shutdown): a plain-def job cannot be killed, so it should look here and return.
     stop_requested: str | None = field(default=None, repr=False, compare=False)
+    # Oban.Job's unsaved_error, for after_process hooks of a failed attempt: {"kind", "reason",
+    # "stacktrace"} (the exception and its traceback, or the Error's reason and None).
+    unsaved_error: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def cancelled(self) -> bool:

@@ -38,11 +38,12 @@ import psycopg
 
 from .db import run_async, run_sync
 from .engine import Ack, ack_fetch_plan
-from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare
+from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare, run_with_hooks
 from .isolation import Children
 from .job import Job
+from .pro import hooks
 from .threads import JobThreads
-from .worker import WorkerSpec, lookup
+from .worker import Cancel, Error, WorkerSpec, lookup
 
 log = logging.getLogger(__name__)
 
@@ -365,11 +366,14 @@ class Producer:
     def _target(self, attempt: Attempt) -> tuple[Callable[[Any], Any], Any]:
         spec = attempt.spec
         assert spec is not None
+        run: Callable[[Job], Any] = spec.perform
         if spec.isolation == "process":
             module = spec.target.__module__
             children = self.children
-            return (lambda a: children.run(module, spec.name, a.run_job, a)), attempt
-        return spec.perform, attempt.run_job
+            run = lambda job: children.run(module, spec.name, job, attempt)  # noqa: E731
+        if attempt.hooks and hooks.has(attempt.hooks, "before_process"):
+            return functools.partial(run_with_hooks, run), attempt  # the hooks run on the job's thread
+        return run, attempt.run_job
 
     def _arm_timeout(self, attempt: Attempt) -> None:
         if attempt.timeout is not None:
@@ -394,8 +398,16 @@ class Producer:
                     attempt.task = None
                     self._submit(attempt)
                     return
-                self._arm_timeout(attempt)
-                result = await spec.perform(attempt.run_job)
+                hooked: Any = attempt.run_job
+                if attempt.hooks and hooks.has(attempt.hooks, "before_process"):
+                    # Hooks are plain functions that may block: never on the loop every queue shares.
+                    hooked = await asyncio.to_thread(hooks.before_process, attempt.hooks, attempt.run_job)
+                if isinstance(hooked, (Cancel, Error)):
+                    result = hooked
+                else:
+                    attempt.run_job = hooked
+                    self._arm_timeout(attempt)
+                    result = await spec.perform(attempt.run_job)
         except asyncio.CancelledError:
             if attempt.stop is None:  # cancelled from outside (the loop is going away): no ack
                 attempt.stop = "shutdown"
@@ -418,6 +430,8 @@ class Producer:
         if outcome is None:
             return  # it stopped as asked: no outcome, the lifeline returns it to the queue
         log_outcome(outcome)
+        if outcome.after is not None:
+            outcome.after()  # already on the job's thread
         try:
             with psycopg.connect(self.pool.conninfo, autocommit=True, connect_timeout=10) as conn:
                 run_sync(conn, ack_fetch_plan(self.prefix, self.queue, [outcome.ack], 0, [self.node, self.uuid]))
@@ -439,6 +453,8 @@ class Producer:
             self.running.pop(attempt.job.id or 0, None)
         else:
             log_outcome(outcome)
+            if outcome.after is not None:  # after_process hooks may block: a thread runs them
+                asyncio.get_running_loop().run_in_executor(None, outcome.after)
             if self.on_outcome is not None:
                 try:
                     self.on_outcome(outcome)

@@ -44,7 +44,8 @@ async def sensitive_worker(job: Job) -> None:
     seen["sensitive"] = job.args
 
 
-@worker("MyApp.Chained", queue="chain", chain={"by": {"args": "account"}}, backoff=lambda job: 0)
+@worker("MyApp.Chained", queue="chain", chain={"by": {"args": "account"}, "wait_sleep": 50, "wait_snooze": 1},
+        backoff=lambda job: 0)
 class ChainedWorker:
     def process(self, job: Job) -> Any:
         n = job.args["n"]

@@ -19,7 +19,7 @@ from ..errors import ValidationError
 FIELD = "encrypted"
 
 
-def _key(source: Callable[[], str | bytes]) -> bytes:
+def key_bytes(source: Callable[[], str | bytes]) -> bytes:
     raw = source()
     try:
         key = base64.b64decode(raw, validate=True)
@@ -38,7 +38,7 @@ def _cipher(key: bytes, iv: bytes) -> Any:
 
 def encrypt(args: dict[str, Any], source: Callable[[], str | bytes]) -> dict[str, Any]:
     iv = os.urandom(16)
-    encryptor = _cipher(_key(source), iv).encryptor()
+    encryptor = _cipher(key_bytes(source), iv).encryptor()
     data = encryptor.update(orjson.dumps(args)) + encryptor.finalize()
     return {FIELD: base64.b64encode(iv + data).decode()}
 
@@ -48,7 +48,7 @@ def decrypt(args: dict[str, Any], source: Callable[[], str | bytes]) -> dict[str
     if not isinstance(blob, str) or set(args) != {FIELD}:
         raise ValueError("args are not encrypted by oban_bridge")
     raw = base64.b64decode(blob)
-    decryptor = _cipher(_key(source), raw[:16]).decryptor()
+    decryptor = _cipher(key_bytes(source), raw[:16]).decryptor()
     plain = decryptor.update(raw[16:]) + decryptor.finalize()
     try:
         value = orjson.loads(plain)

@@ -67,7 +67,8 @@ class ProOptions:
             args = structured.validate(self.schema, args)
         if self.chain is not None:
             meta = dict(opts.get("meta") or {})
-            meta[chain_mod.META_KEY] = self.chain.chain_id(worker, args, meta)
+            key = encrypted.key_bytes(self.key) if self.key is not None else None
+            meta[chain_mod.META_KEY] = self.chain.chain_id(worker, args, meta, key=key)
             opts["meta"] = meta
         if self.key is not None:
             args = encrypted.encrypt(args, self.key)
@@ -89,7 +90,8 @@ class ProOptions:
         return None if at is None else max(0.0, (at - datetime.now(timezone.utc)).total_seconds())
 
     def prepare(self, job: Job) -> Job:
-        """The job `process` sees: args decrypted and cast, then before_process hooks."""
+        """The job `process` sees: args decrypted and cast (before_process hooks then run on the
+        job's thread, executor.run_with_hooks)."""
         args: Any = job.args
         if self.key is not None:
             args = encrypted.decrypt(args, self.key)
@@ -97,7 +99,7 @@ class ProOptions:
             args = structured.cast(self.schema, args)
         if args is not job.args:
             job = dataclasses.replace(job, args=args)
-        return hooks.before_process(self.all_hooks(), job)  # type: ignore[no-any-return]
+        return job
 
 
 DEADLINE_EXCEEDED = Atom("deadline_exceeded")

@@ -3,7 +3,8 @@
 -- optimisation fence Oban uses so the planner cannot run the LIMIT subquery more than once), FOR
 -- UPDATE SKIP LOCKED, and attempt < max_attempts. Each ack is what basic.ex writes for that
 -- outcome: complete_job, error_job (errors || [error], scheduled_at), snooze_job (scheduled,
--- max_attempts + 1), cancel_job and discard_job (error appended). Both halves touch disjoint rows
+-- max_attempts + 1), cancel_job and discard_job (error appended); and a Pro chain wait (scheduled,
+-- the fetch's attempt taken back: `rewind`). Both halves touch disjoint rows
 -- (acked jobs are executing, fetched ones available). Either array may be empty, demand may be 0;
 -- PostgreSQL runs a data-modifying CTE to completion even though nothing reads it. Acks travel as
 -- one JSON array of records: encoded and parsed in C at both ends, however many there are.
@@ -17,10 +18,11 @@ WITH acked AS (
       discarded_at = CASE WHEN a.state = 'discarded' THEN a.at ELSE j.discarded_at END,
       scheduled_at = COALESCE(a.scheduled_at, j.scheduled_at),
       max_attempts = j.max_attempts + a.bump,
+      attempt = greatest(j.attempt - a.rewind, 0),
       errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || ARRAY[a.error::jsonb] END,
       meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE COALESCE(j.meta, '{{}}'::jsonb) || a.meta END
   FROM json_to_recordset(%(acks)s::json)
-       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, error text, meta jsonb)
+       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, rewind int, error text, meta jsonb)
   WHERE j.id = a.id
   RETURNING j.id
 ),

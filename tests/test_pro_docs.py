@@ -1,0 +1,310 @@
+"""Pro worker features held to Oban Pro's Worker and Chain docs (seeds/oban_pro_*_docs.txt), on a
+real PostgreSQL: chain waits that cost no attempt and no busy loop, halt that stops at the next
+link, hooks that can cancel and never block the loop, chain ids that reveal no encrypted args."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from oban_bridge import AsyncObanBridge, Cancel, Error, Job, ValidationError, worker
+from oban_bridge.pro import attach_hook, detach_hook
+
+from .test_runtime import count, rows, wait_for
+
+failed_once: set[int] = set()
+
+
+@worker("Docs.SlowHead", queue="heads", chain={"by": {"args": "account"}, "wait_sleep": 100, "wait_retry": 3,
+                                               "wait_snooze": 1})
+async def slow_head(job: Job) -> Any:
+    if job.args.get("slow"):
+        await asyncio.sleep(3)
+        return None
+    if job.id not in failed_once:  # the successor's first real run fails once
+        failed_once.add(job.id or 0)
+        raise RuntimeError("first real run fails")
+    return None
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+
+
+async def test_chain_waits_cost_no_attempt_and_leave_the_backoff_alone(db_url: str) -> None:
+    """The successor waits about 3 s behind an executing head — several in-process checks and
+    snoozes — then fails its first real run: attempt 1 of 20, and the backoff of attempt 1."""
+    async with AsyncObanBridge(db_url, queues={"heads": 2}, poll_interval=0.05) as oban:
+        stager = next(p for p in oban.plugins if p.name == "stager")
+        stager.interval = 0.05
+        head = await oban.insert(slow_head.new({"account": 1, "slow": True}))  # type: ignore[attr-defined]
+        follower = await oban.insert(slow_head.new({"account": 1}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, f"id = {follower.id} AND state = 'retryable'") == 1, timeout=20)
+    [row] = rows(db_url, f"id = {follower.id}")
+    [head_row] = rows(db_url, f"id = {head.id}")
+    assert head_row["state"] == "completed"
+    assert ts(row["attempted_at"]) >= ts(head_row["completed_at"])  # it really waited for the head
+    assert (row["attempt"], row["max_attempts"]) == (1, 20)
+    assert [e["attempt"] for e in row["errors"]] == [1]
+    delay = (ts(row["scheduled_at"]) - ts(row["attempted_at"])).total_seconds()
+    assert 16.5 <= delay <= 19.0, delay  # default_backoff(1, 20): 17 s plus at most 10% jitter
+
+
+@worker("Docs.Later", queue="later", chain={"by": "worker"})
+async def later(job: Job) -> None:
+    return None
+
+
+async def test_a_chain_behind_a_scheduled_head_sleeps_until_it_instead_of_polling(db_url: str) -> None:
+    """The head is scheduled an hour ahead: its successor is fetched once and snoozes until the
+    head's time — two writes to its row in all, however long the node runs."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE row_writes (id bigint, state text)")
+        conn.execute("CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                     "INSERT INTO row_writes VALUES (NEW.id, NEW.state); RETURN NEW; END $$")
+    async with AsyncObanBridge(db_url) as client:
+        head = await client.insert(later.new({}, schedule_in=3600))  # type: ignore[attr-defined]
+        follower = await client.insert(later.new({}))  # type: ignore[attr-defined]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TRIGGER w AFTER UPDATE ON oban_jobs FOR EACH ROW WHEN (NEW.id = {follower.id}) "
+                     "EXECUTE FUNCTION count_write()")
+    async with AsyncObanBridge(db_url, queues={"later": 2}, poll_interval=0.05) as oban:
+        stager = next(p for p in oban.plugins if p.name == "stager")
+        stager.interval = 0.05
+        await wait_for(lambda: count(db_url, f"id = {follower.id} AND state = 'scheduled'") == 1)
+        await asyncio.sleep(3)
+    with psycopg.connect(db_url) as conn:
+        writes = conn.execute("SELECT state FROM row_writes ORDER BY ctid").fetchall()
+    assert writes == [("executing",), ("scheduled",)]
+    [row] = rows(db_url, f"id = {follower.id}")
+    [head_row] = rows(db_url, f"id = {head.id}")
+    gap = (ts(row["scheduled_at"]) - ts(head_row["scheduled_at"])).total_seconds()
+    assert 0 <= gap <= 2, gap
+    assert (row["attempt"], row["max_attempts"], row["errors"]) == (0, 20, [])
+
+
+# --- halt, hold and ignore: the Chain doc's on_discarded / on_cancelled --------------------------
+
+def _chain_worker(name: str, on_discarded: str, on_cancelled: str) -> Any:
+    @worker(name, queue="links", max_attempts=1,
+            chain={"by": "worker", "on_discarded": on_discarded, "on_cancelled": on_cancelled,
+                   "wait_sleep": 50, "hold_snooze": 600})
+    async def link(job: Job) -> Any:
+        if job.args.get("head") == "discard":
+            return Error("the head fails")
+        if job.args.get("head") == "cancel":
+            return Cancel("the head is cancelled")
+        return None
+
+    return link
+
+
+LINKS: dict[tuple[str, str], Any] = {
+    combo: _chain_worker(f"Docs.Link.{combo[0]}.{combo[1]}", *combo)
+    for combo in [(d, c) for d in ("ignore", "hold", "halt") for c in ("ignore", "hold", "halt")]
+}
+
+# What the three links after a discarded head end as, per the doc: ignore runs on; hold stops the
+# chain (the first link waits hold_snooze, the rest wait behind it); halt cancels the next link,
+# and that cancellation is then handled by on_cancelled.
+AFTER_DISCARD = {
+    ("ignore", "ignore"): ["completed"] * 3,
+    ("hold", "ignore"): ["scheduled"] * 3,
+    ("halt", "ignore"): ["cancelled", "completed", "completed"],
+    ("halt", "hold"): ["cancelled", "scheduled", "scheduled"],
+    ("halt", "halt"): ["cancelled"] * 3,
+}
+AFTER_CANCEL = {
+    ("ignore", "ignore"): ["completed"] * 3,
+    ("ignore", "hold"): ["scheduled"] * 3,
+    ("ignore", "halt"): ["cancelled"] * 3,
+}
+
+
+@pytest.mark.parametrize(("head", "combo", "expected"),
+                         [("discard", c, e) for c, e in AFTER_DISCARD.items()]
+                         + [("cancel", c, e) for c, e in AFTER_CANCEL.items()])
+async def test_each_on_discarded_and_on_cancelled_as_the_chain_doc_says(
+        db_url: str, head: str, combo: tuple[str, str], expected: list[str]) -> None:
+    link = LINKS[combo]
+    async with AsyncObanBridge(db_url, queues={"links": 4}, poll_interval=0.05) as oban:
+        first = await oban.insert(link.new({"head": head}))
+        ids = [(await oban.insert(link.new({"n": n}))).id for n in range(3)]
+        await wait_for(lambda: count(db_url, f"id = {first.id} AND state IN ('discarded', 'cancelled')") == 1)
+        await wait_for(lambda: [r["state"] for r in rows(db_url, f"id = ANY(ARRAY{ids})")] == expected, timeout=15)
+        await asyncio.sleep(0.5)  # and nothing moves further
+    states = [r["state"] for r in rows(db_url, f"id = ANY(ARRAY{ids})")]
+    assert states == expected
+    for r in rows(db_url, f"id = ANY(ARRAY{ids})"):
+        if r["state"] == "cancelled":
+            assert r["errors"][-1]["error"].endswith("failed with {:cancel, :chain_halted}")
+        assert r["attempt"] <= 1 and r["max_attempts"] == 1  # waiting never used the only attempt
+
+
+# --- hooks -------------------------------------------------------------------------------------
+
+events: list[Any] = []
+
+
+class Gatekeeper:
+    def before_process(self, job: Job) -> Any:
+        verdict = job.args.get("verdict")
+        if verdict == "cancel":
+            return Cancel("not today")
+        if verdict == "error":
+            return Error("refused by the gate")
+        if verdict == "bad":
+            return 42
+        return None
+
+    def after_process(self, state: str, job: Job) -> None:  # the two-argument shape
+        events.append(("gate.after", state, job.id))
+
+
+@worker("Docs.Gated", queue="gated", hooks=[Gatekeeper()], max_attempts=2)
+def gated(job: Job) -> None:
+    events.append(("process", job.id))
+
+
+@worker("Docs.GatedAsync", queue="gated", hooks=[Gatekeeper()], max_attempts=2)
+async def gated_async(job: Job) -> None:
+    events.append(("process", job.id))
+
+
+async def test_before_process_can_cancel_or_record_an_error(db_url: str) -> None:
+    events.clear()
+    async with AsyncObanBridge(db_url, queues={"gated": 4}, poll_interval=0.05) as oban:
+        jobs = {(w.__name__, v): await oban.insert(w.new({"verdict": v}))  # type: ignore[attr-defined]
+                for w in (gated, gated_async) for v in ("cancel", "error", "bad", "go")}
+        await wait_for(lambda: count(db_url, "state IN ('cancelled', 'retryable', 'completed')") == 8)
+        await wait_for(lambda: len([e for e in events if e[0] == "gate.after"]) == 8)
+    for name in ("gated", "gated_async"):
+        worker_name = "Docs.Gated" if name == "gated" else "Docs.GatedAsync"
+        cancelled, errored, bad, go = (rows(db_url, f"id = {jobs[name, v].id}")[0]
+                                       for v in ("cancel", "error", "bad", "go"))
+        assert cancelled["state"] == "cancelled"
+        assert cancelled["errors"][0]["error"] == \
+            f'** (Oban.PerformError) {worker_name} failed with {{:cancel, "not today"}}'
+        assert errored["state"] == "retryable"
+        assert errored["errors"][0]["error"] == \
+            f'** (Oban.PerformError) {worker_name} failed with {{:error, "refused by the gate"}}'
+        assert bad["state"] == "retryable" and "returned 42" in bad["errors"][0]["error"]
+        assert go["state"] == "completed"
+        ran = {e[1] for e in events if e[0] == "process"}
+        assert jobs[name, "go"].id in ran and not {jobs[name, v].id for v in ("cancel", "error", "bad")} & ran
+    states = {e[2]: e[1] for e in events if e[0] == "gate.after"}
+    assert states[jobs["gated", "cancel"].id] == "cancel" and states[jobs["gated", "error"].id] == "error"
+
+
+class Refuser:
+    def before_new(self, args: dict[str, Any], opts: dict[str, Any]) -> Any:
+        if args.get("no"):
+            return Error("no thanks")
+        if args.get("odd"):
+            return ["not", "a", "pair"]
+        return None
+
+
+@worker("Docs.Refused", queue="gated", hooks=[Refuser()])
+def refused(job: Job) -> None:
+    return None
+
+
+def test_before_new_can_refuse_a_job_with_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="refused the job: no thanks"):
+        refused.new({"no": True})  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match=r"expected \(args, opts\)"):
+        refused.new({"odd": True})  # type: ignore[attr-defined]
+    assert refused.new({"ok": True}).args == {"ok": True}  # type: ignore[attr-defined]
+
+
+KEY = base64.b64encode(os.urandom(32)).decode()
+release = threading.Event()
+
+
+class Observer:
+    """A global hook: runs for plain workers too, sees what process saw, may block."""
+
+    def before_process(self, job: Job) -> None:
+        if job.args.get("block"):
+            # Blocks until a job of another queue has run: on the event loop it never could.
+            events.append(("released", release.wait(10)))
+
+    def after_process(self, state: str, job: Job, result: Any) -> None:
+        error = job.unsaved_error
+        events.append(("observer.after", job.worker, state, job.args, result,
+                       type(error["reason"]).__name__ if error else None))
+
+
+@worker("Docs.Plain", queue="plain")
+def plain(job: Job) -> Any:
+    if job.args.get("crash"):
+        raise ValueError("crashed")
+    return {"sum": 3}
+
+
+@worker("Docs.Releaser", queue="other")
+def releaser(job: Job) -> None:
+    release.set()
+
+
+@worker("Docs.Secret", queue="plain", encrypted={"key": lambda: KEY})
+def secret(job: Job) -> None:
+    return None
+
+
+async def test_global_hooks_run_for_plain_workers_off_the_event_loop_with_what_process_saw(db_url: str) -> None:
+    events.clear()
+    release.clear()
+    hook = Observer()
+    attach_hook(hook)
+    try:
+        async with AsyncObanBridge(db_url, queues={"plain": 2, "other": 1}, poll_interval=0.05) as oban:
+            blocked = await oban.insert(plain.new({"block": True}))  # type: ignore[attr-defined]
+            await wait_for(lambda: count(db_url, f"id = {blocked.id} AND state = 'executing'") == 1)
+            await oban.insert(releaser.new({}))  # type: ignore[attr-defined]
+            crash = await oban.insert(plain.new({"crash": True}))  # type: ignore[attr-defined]
+            hidden = await oban.insert(secret.new({"ssn": "123-45-6789"}))  # type: ignore[attr-defined]
+            await wait_for(lambda: count(db_url, "state IN ('completed', 'retryable')") == 4)
+            await wait_for(lambda: len([e for e in events if e[0] == "observer.after"]) == 4)
+    finally:
+        detach_hook(hook)
+    assert ("released", True) in events
+    after = {(e[1], str(e[3])): e for e in events if e[0] == "observer.after"}
+    assert after["Docs.Plain", str({"block": True})][2:] == ("complete", {"block": True}, {"sum": 3}, None)
+    assert after["Docs.Plain", str({"crash": True})][2:] == ("error", {"crash": True}, None, "ValueError")
+    assert after["Docs.Secret", str({"ssn": "123-45-6789"})][2] == "complete"  # decrypted, as process saw it
+    assert rows(db_url, f"id = {hidden.id}")[0]["args"] != {"ssn": "123-45-6789"}
+    assert crash.id is not None
+
+
+@worker("Docs.Ssn", queue="plain", encrypted={"key": lambda: KEY}, chain={"by": {"args": "ssn"}})
+def by_ssn(job: Job) -> None:
+    return None
+
+
+async def test_an_encrypted_workers_chain_id_reveals_nothing_of_its_args(db_url: str) -> None:
+    ssn = "123-45-6789"
+    async with AsyncObanBridge(db_url) as client:
+        first = await client.insert(by_ssn.new({"ssn": ssn}))  # type: ignore[attr-defined]
+        second = await client.insert(by_ssn.new({"ssn": ssn}))  # type: ignore[attr-defined]
+        other = await client.insert(by_ssn.new({"ssn": "987-65-4321"}))  # type: ignore[attr-defined]
+    stored = {r["id"]: r for r in rows(db_url, "worker = 'Docs.Ssn'")}
+    ids = {i: stored[i]["meta"]["chain_id"] for i in (first.id, second.id, other.id)}
+    assert ids[first.id] == ids[second.id] != ids[other.id]  # still one chain per ssn
+    # Whoever reads the table cannot test guesses: the unkeyed digest of the args is not there.
+    guess = hashlib.blake2b(orjson.dumps(["Docs.Ssn", {"ssn": ssn}, {}], option=orjson.OPT_SORT_KEYS),
+                            digest_size=12).hexdigest()
+    with psycopg.connect(db_url) as conn:
+        dump = conn.execute("SELECT string_agg(j::text, ' ') FROM oban_jobs j").fetchone()
+    assert dump is not None and guess not in dump[0] and ssn not in dump[0]
+    assert ids[first.id].startswith("k") and guess not in ids[first.id]
