@@ -117,7 +117,7 @@ def _ack_for(job: Job, spec: WorkerSpec | None, result: Any, exc: BaseException 
             encoded = recorded.encode(result, spec.recorded_limit)
         except TermError as exc:  # over the limit, or not representable: a failed attempt
             return _failure(job, spec, f"** (ArgumentError) {exc}", now)
-        return engine.complete(job, now, {"recorded": True, "return": encoded}), "success"
+        return engine.complete(job, now, {"recorded": True, spec.recorded_to: encoded}), "success"
     return engine.complete(job, now), "success"
 
 

@@ -70,7 +70,8 @@ class WorkerSpec:
     is_async: bool = False
     backoff_fn: Callable[[Job], int] | None = None
     timeout_fn: Callable[[Job], float | None] | None = None
-    recorded_limit: int | None = None  # bytes; None: return values are not recorded
+    recorded_limit: int | None = None  # characters stored; None: return values are not recorded
+    recorded_to: str = "return"  # the meta key the recorded value goes to (Pro's `to:`)
     pro: Any = None  # pro.options.ProOptions when any Pro feature is on
     isolation: str = "thread"  # "process": each attempt in a child process that can be killed
 
@@ -131,18 +132,28 @@ def _hook(instance: Any, name: str) -> Callable[[Job], Any] | None:
     return fn if callable(fn) else None
 
 
-def _recorded_limit(recorded: Any) -> int | None:
-    from .recorded import DEFAULT_LIMIT
+def _recorded(recorded: Any) -> tuple[int | None, str]:
+    """Pro's `recorded: true | [limit: n, to: key, safe_decode: bool]`: the limit (characters of
+    the stored value, after compression and encoding) and the meta key. `safe_decode` is accepted
+    and changes nothing: Python's decoder never creates atoms or functions, so it is always safe."""
+    from .recorded import DEFAULT_LIMIT, RESERVED
 
     if recorded is False or recorded is None:
-        return None
+        return None, "return"
     if recorded is True:
-        return DEFAULT_LIMIT
-    if isinstance(recorded, Mapping) and set(recorded) <= {"limit"}:
-        limit = recorded.get("limit", DEFAULT_LIMIT)
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            return limit
-    raise ValidationError("recorded", f"expected True or {{'limit': bytes}}, got {recorded!r}")
+        return DEFAULT_LIMIT, "return"
+    if not isinstance(recorded, Mapping) or set(recorded) - {"limit", "to", "safe_decode"}:
+        raise ValidationError("recorded", f"expected True or {{'limit': n, 'to': key, 'safe_decode': bool}}, "
+                                          f"got {recorded!r}")
+    limit = recorded.get("limit", DEFAULT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValidationError("recorded.limit", f"expected a positive number of characters, got {limit!r}")
+    to = recorded.get("to", "return")
+    if not isinstance(to, str) or not to or to in RESERVED:
+        raise ValidationError("recorded.to", f"expected a meta key other than {', '.join(sorted(RESERVED))}, got {to!r}")
+    if not isinstance(recorded.get("safe_decode", True), bool):
+        raise ValidationError("recorded.safe_decode", f"expected true or false, got {recorded['safe_decode']!r}")
+    return limit, to
 
 
 def worker(
@@ -171,7 +182,7 @@ def worker(
     timeout passes or it is cancelled, as Elixir kills a job's process; the default runs plain
     `def` jobs on threads, which can only be asked to stop (`job.cancelled`)."""
 
-    recorded_limit = _recorded_limit(recorded)
+    recorded_limit, recorded_to = _recorded(recorded)
     if isolation not in ("thread", "process"):
         raise ValidationError("isolation", f"expected 'thread' or 'process', got {isolation!r}")
 
@@ -207,6 +218,7 @@ def worker(
             backoff_fn=backoff or _hook(instance, "backoff"),
             timeout_fn=timeout_fn,
             recorded_limit=recorded_limit,
+            recorded_to=recorded_to,
             isolation=isolation,
             pro=ProOptions.build(args_schema=args_schema, chain=chain, deadline=deadline, hooks_=hooks,
                                  encrypted_=encrypted, instance=instance),

@@ -49,7 +49,7 @@ async def test_recorded_output_lands_in_meta(db_url: str) -> None:
     assert row["meta"]["recorded"] is True and "=" not in row["meta"]["return"]
     assert fetch_recorded(Job(worker="py.Recorded", meta=row["meta"])) == {"pdf": "s3://badges/1.pdf", "pages": 2, "ok": True}
     [failed] = rows(db_url, f"id = {big.id}")
-    assert "over the limit of 100 bytes" in failed["errors"][0]["error"]
+    assert "over the limit of 100" in failed["errors"][0]["error"]
     assert "recorded" not in failed["meta"]
 
 

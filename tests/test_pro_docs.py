@@ -52,11 +52,12 @@ async def test_chain_waits_cost_no_attempt_and_leave_the_backoff_alone(db_url: s
     [row] = rows(db_url, f"id = {follower.id}")
     [head_row] = rows(db_url, f"id = {head.id}")
     assert head_row["state"] == "completed"
-    assert ts(row["attempted_at"]) >= ts(head_row["completed_at"])  # it really waited for the head
-    assert (row["attempt"], row["max_attempts"]) == (1, 20)
-    assert [e["attempt"] for e in row["errors"]] == [1]
-    delay = (ts(row["scheduled_at"]) - ts(row["attempted_at"])).total_seconds()
-    assert 16.5 <= delay <= 19.0, delay  # default_backoff(1, 20): 17 s plus at most 10% jitter
+    [error] = row["errors"]
+    failed_at = datetime.fromisoformat(error["at"].replace("Z", "+00:00"))
+    assert failed_at >= ts(head_row["completed_at"])  # it really waited for the head
+    assert (row["attempt"], row["max_attempts"], error["attempt"]) == (1, 20, 1)
+    delay = (ts(row["scheduled_at"]) - failed_at).total_seconds()
+    assert 16.9 <= delay <= 18.8, delay  # default_backoff(1, 20): 17 s plus at most 10% jitter
 
 
 @worker("Docs.Later", queue="later", chain={"by": "worker"})
@@ -308,3 +309,70 @@ async def test_an_encrypted_workers_chain_id_reveals_nothing_of_its_args(db_url:
         dump = conn.execute("SELECT string_agg(j::text, ' ') FROM oban_jobs j").fetchone()
     assert dump is not None and guess not in dump[0] and ssn not in dump[0]
     assert ids[first.id].startswith("k") and guess not in ids[first.id]
+
+
+# --- recorded output and structured types ------------------------------------------------------
+
+NOISE = os.urandom(28_000)
+
+
+@worker("Docs.RecordedTo", queue="rec", recorded={"to": "output", "safe_decode": False, "limit": 64_000})
+def recorded_to(job: Job) -> Any:
+    return {"nil": None} if job.args.get("value") else None
+
+
+def test_the_recorded_limit_applies_to_what_is_stored() -> None:
+    from oban_bridge.recorded import RecordedTooLarge, encode
+
+    # 28,000 random bytes do not compress: with the term's header, 37,342 characters in base64.
+    with pytest.raises(RecordedTooLarge, match="37,342 characters .* over the limit of 32,000"):
+        encode(NOISE)
+    stored = encode(NOISE, limit=40_000)
+    assert len(stored) == 37_342
+    with pytest.raises(ValidationError, match="recorded.to"):
+        worker("Docs.BadTo", recorded={"to": "recorded"})(lambda job: None)
+    with pytest.raises(ValidationError, match="recorded"):
+        worker("Docs.BadOpt", recorded={"into": "x"})(lambda job: None)
+
+
+async def test_recorded_to_a_key_and_fetch_tells_nil_from_nothing(db_url: str) -> None:
+    from oban_bridge.recorded import RecordedMissing, fetch_recorded
+
+    async with AsyncObanBridge(db_url, queues={"rec": 2}, poll_interval=0.05) as oban:
+        nil = await oban.insert(recorded_to.new({"value": True}))  # type: ignore[attr-defined]
+        nothing = await oban.insert(recorded_to.new({}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, "worker = 'Docs.RecordedTo' AND state = 'completed'") == 2)
+    [nil_row] = rows(db_url, f"id = {nil.id}")
+    [nothing_row] = rows(db_url, f"id = {nothing.id}")
+    assert nil_row["meta"]["recorded"] is True and "return" not in nil_row["meta"]
+    assert fetch_recorded(Job(worker="w", meta=nil_row["meta"]), to="output") == {"nil": None}
+    with pytest.raises(RecordedMissing):
+        fetch_recorded(Job(worker="w", meta=nothing_row["meta"]), to="output")
+    assert fetch_recorded(Job(worker="w", meta=nothing_row["meta"]), to="output", default="none") == "none"
+
+
+def test_structured_args_take_ectos_types_and_casts() -> None:
+    from decimal import Decimal
+
+    from oban_bridge.pro.structured import cast, field, validate
+
+    schema = {name: field(name) for name in ("date", "time", "decimal", "naive_datetime", "utc_datetime",
+                                             "binary_id", "any", "float", "boolean", "integer")}
+    stored = validate(schema, {
+        "date": "2026-11-24", "time": "10:11:12.5", "decimal": "1.50", "naive_datetime": "2026-01-01T10:00:00.1+02:00",
+        "utc_datetime": "2026-01-01T10:00:00.9Z", "binary_id": "9F5C2A9E-1B2C-4D3E-8F90-ABCDEF012345",
+        "any": [1, {"x": "y"}], "float": "1.5", "boolean": "1", "integer": "42"})
+    assert stored == {"date": "2026-11-24", "time": "10:11:12", "decimal": "1.50",
+                      "naive_datetime": "2026-01-01T10:00:00", "utc_datetime": "2026-01-01T10:00:00Z",
+                      "binary_id": "9f5c2a9e-1b2c-4d3e-8f90-abcdef012345", "any": [1, {"x": "y"}], "float": 1.5,
+                      "boolean": True, "integer": 42}
+    orjson.dumps(stored)  # plain JSON, as Elixir reads it
+    args = cast(schema, stored)
+    assert args.decimal == Decimal("1.50") and args.date.isoformat() == "2026-11-24"
+    assert args.utc_datetime.tzinfo is not None and args.naive_datetime.tzinfo is None
+    assert args.time.isoformat() == "10:11:12" and args.boolean is True and args.float == 1.5
+    with pytest.raises(ValidationError) as bad:
+        validate(schema, {"date": "24/11/2026", "decimal": "one", "float": "x", "boolean": "yes", "time": "25:00",
+                          "integer": "4.2"})
+    for name in ("date", "decimal", "float", "boolean", "time", "integer"):
+        assert f"{name} is invalid" in str(bad.value)

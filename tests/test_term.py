@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oban_bridge.recorded import RecordedTooLarge, decode, encode, fetch_recorded
+from oban_bridge.recorded import RecordedMissing, RecordedTooLarge, decode, encode, fetch_recorded
 from oban_bridge.job import Job
 from oban_bridge.term import Atom, TermError, binary_to_term, term_to_binary
 
@@ -91,7 +91,9 @@ def test_recorded_format_reads_elixirs_and_limits() -> None:
     sample = next(s for s in SAMPLES if s["description"] == "tuple ok")
     job = Job.new("W", meta={"recorded": True, "return": sample["etf_base64"].rstrip("=")})
     assert fetch_recorded(job) == (Atom("ok"), "result")
-    assert fetch_recorded(Job.new("W")) is None
+    with pytest.raises(RecordedMissing):
+        fetch_recorded(Job.new("W"))
+    assert fetch_recorded(Job.new("W"), default=None) is None
     text = encode({"pdf": "s3://x", "pages": [1, 2]})
     assert "=" not in text and decode(text) == {"pdf": "s3://x", "pages": [1, 2]}
     with pytest.raises(RecordedTooLarge):

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid as uuid_lib
 from dataclasses import dataclass, field as dc_field
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import ValidationError
 from ..term import binary_to_term, term_to_binary
 
 MISSING: Any = object()
-TYPES = ("id", "integer", "float", "string", "boolean", "map", "uuid", "term", "datetime", "enum", "array",
-         "embeds_one", "embeds_many")
+TYPES = ("id", "integer", "float", "decimal", "string", "boolean", "map", "uuid", "binary_id", "term", "any",
+         "date", "time", "datetime", "naive_datetime", "utc_datetime", "enum", "array", "embeds_one", "embeds_many")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -89,16 +89,36 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str], load: bool =
                 raise _Invalid(f"is invalid (expected {'a positive id' if t == 'id' else 'an integer'})")
             return value
         if t == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # Ecto casts numbers and numeric strings ("1.5", "2") to floats.
+            if isinstance(value, str):
+                try:
+                    value = float(value.strip())
+                except ValueError:
+                    raise _Invalid("is invalid (expected a number)") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                    or value in (float("inf"), float("-inf")):
                 raise _Invalid("is invalid (expected a number)")
             return float(value)
+        if t == "decimal":
+            # Stored as a string, as Jason encodes a Decimal: no binary float rounding on the way.
+            if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+                raise _Invalid("is invalid (expected a decimal)")
+            try:
+                number = Decimal(value.strip() if isinstance(value, str) else str(value) if isinstance(value, float)
+                                 else value)
+            except InvalidOperation:
+                raise _Invalid("is invalid (expected a decimal)") from None
+            if not number.is_finite():
+                raise _Invalid("is invalid (expected a finite decimal)")
+            return str(number)
         if t == "string":
             if not isinstance(value, str):
                 raise _Invalid("is invalid (expected a string)")
             return value
         if t == "boolean":
-            if isinstance(value, str) and value in ("true", "false"):
-                return value == "true"
+            # Ecto's boolean cast: true/false and the strings "true"/"false"/"1"/"0".
+            if isinstance(value, str) and value in ("true", "false", "1", "0"):
+                return value in ("true", "1")
             if not isinstance(value, bool):
                 raise _Invalid("is invalid (expected a boolean)")
             return value
@@ -106,15 +126,31 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str], load: bool =
             if not isinstance(value, dict):
                 raise _Invalid("is invalid (expected a map)")
             return value
-        if t == "uuid":
+        if t == "any":
+            return value
+        if t in ("uuid", "binary_id"):
             if not isinstance(value, str) or not _UUID.match(value):
                 raise _Invalid("is invalid (expected a UUID)")
             return value.lower()
-        if t == "datetime":
+        if t == "date":
+            if isinstance(value, datetime):
+                raise _Invalid("is invalid (expected a date, got a datetime)")
+            day = value if isinstance(value, date) else date.fromisoformat(str(value))
+            return day.isoformat()
+        if t == "time":
+            clock = value if isinstance(value, time) else time.fromisoformat(str(value))
+            return clock.replace(microsecond=0, tzinfo=None).isoformat()  # Ecto's :time: whole seconds
+        if t in ("datetime", "utc_datetime"):
             moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=timezone.utc)
+            if t == "utc_datetime":
+                moment = moment.replace(microsecond=0)  # Ecto's :utc_datetime: whole seconds
             return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        if t == "naive_datetime":
+            # NaiveDateTime.from_iso8601 ignores an offset; Ecto's :naive_datetime keeps whole seconds.
+            naive = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            return naive.replace(tzinfo=None, microsecond=0).isoformat()
         if t == "term":
             if load:  # stored: already base64 of an Erlang term, checked when cast
                 if not isinstance(value, str):
@@ -179,8 +215,16 @@ def _cast_value(f: Field, value: Any) -> Any:
         return None
     if f.type == "term":
         return binary_to_term(base64.b64decode(value))
-    if f.type == "datetime":
+    if f.type in ("datetime", "utc_datetime"):
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if f.type == "naive_datetime":
+        return datetime.fromisoformat(str(value))
+    if f.type == "date":
+        return date.fromisoformat(str(value))
+    if f.type == "time":
+        return time.fromisoformat(str(value))
+    if f.type == "decimal":
+        return Decimal(str(value))
     if f.type == "array":
         assert f.of is not None
         return [_cast_value(f.of, v) for v in value]
