@@ -95,6 +95,12 @@ class WorkerSpec:
         if self.pro is None:
             if "deadline" in merged:
                 raise ValidationError("deadline", f"worker {self.name} has no deadline option to override")
+            from .pro import hooks
+
+            if hooks._global:  # global hooks are every worker's, before_new included
+                if args is not None and not isinstance(args, Mapping):
+                    raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")
+                args, merged = hooks.before_new(list(hooks._global), dict(args or {}), merged)
             return Job.new(self.name, args, **merged)
         if args is not None and not isinstance(args, Mapping):
             raise ValidationError("args", f"expected a JSON object (a mapping), got {type(args).__name__}")

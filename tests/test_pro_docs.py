@@ -235,6 +235,9 @@ release = threading.Event()
 class Observer:
     """A global hook: runs for plain workers too, sees what process saw, may block."""
 
+    def before_new(self, args: dict[str, Any], opts: dict[str, Any]) -> Any:
+        return args, {**opts, "tags": [*opts.get("tags", []), "observed"]}
+
     def before_process(self, job: Job) -> None:
         if job.args.get("block"):
             # Blocks until a job of another queue has run: on the event loop it never could.
@@ -280,6 +283,7 @@ async def test_global_hooks_run_for_plain_workers_off_the_event_loop_with_what_p
     finally:
         detach_hook(hook)
     assert ("released", True) in events
+    assert all(r["tags"] == ["observed"] for r in rows(db_url, "TRUE"))  # before_new ran for every worker
     after = {(e[1], str(e[3])): e for e in events if e[0] == "observer.after"}
     assert after["Docs.Plain", str({"block": True})][2:] == ("complete", {"block": True}, {"sum": 3}, None)
     assert after["Docs.Plain", str({"crash": True})][2:] == ("error", {"crash": True}, None, "ValueError")
