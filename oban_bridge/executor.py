@@ -13,8 +13,8 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -162,7 +162,7 @@ class Attempt:
     task: asyncio.Task[None] | None = None
     child: Any = None  # isolation.Child while an isolated job runs in one
     finished: bool = False
-    hooks: list[Any] = field(default_factory=list)  # pro/hooks.py: the worker's, then global ones
+    hooks: Sequence[Any] = ()  # pro/hooks.py: the worker's, then global ones
 
     def request_stop(self, reason: str) -> bool:
         """Ask the job to stop. A shutdown overrides an earlier reason (nothing is written for a

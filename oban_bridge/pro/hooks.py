@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ValidationError
@@ -45,20 +45,20 @@ def chain(instance: Any, explicit: Iterable[Any]) -> list[Any]:
     return [*([instance] if instance is not None else []), *explicit, *_global]
 
 
-def for_spec(spec: Any) -> list[Any]:
+def for_spec(spec: Any) -> Sequence[Any]:
     """The hooks of a worker's jobs: its own and explicit ones (Pro options), then the global ones.
     Empty for a plain worker while no hook is attached, which keeps its path free of hooks."""
     pro = spec.pro
     if pro is not None:
         return pro.all_hooks()  # type: ignore[no-any-return]
-    return list(_global) if _global else []
+    return tuple(_global) if _global else ()
 
 
 def _name(hook: Any) -> str:
     return getattr(hook, "__qualname__", None) or type(hook).__qualname__
 
 
-def before_new(hooks: list[Any], args: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def before_new(hooks: Sequence[Any], args: dict[str, Any], opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     from ..worker import Error
 
     for hook in hooks:
@@ -78,7 +78,7 @@ def before_new(hooks: list[Any], args: dict[str, Any], opts: dict[str, Any]) -> 
     return args, opts
 
 
-def before_process(hooks: list[Any], job: Any) -> Any:
+def before_process(hooks: Sequence[Any], job: Any) -> Any:
     """The job to run, or the `Cancel`/`Error` a hook returned instead. Runs on the job's thread."""
     from ..job import Job
     from ..worker import Cancel, Error
@@ -100,7 +100,7 @@ def before_process(hooks: list[Any], job: Any) -> Any:
     return job
 
 
-def has(hooks: list[Any], name: str) -> bool:
+def has(hooks: Sequence[Any], name: str) -> bool:
     return any(callable(getattr(h, name, None)) for h in hooks)
 
 
@@ -128,7 +128,7 @@ def _wants_result(fn: Any) -> bool:
     return known
 
 
-def after_process(hooks: list[Any], event: str, job: Any, result: Any) -> None:
+def after_process(hooks: Sequence[Any], event: str, job: Any, result: Any) -> None:
     state = STATES.get(event, event)
     for hook in hooks:
         fn = getattr(hook, "after_process", None)
