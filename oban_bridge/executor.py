@@ -213,9 +213,10 @@ def prepare(attempt: Attempt) -> None:
     attempt.timeout = timeout
 
 
-async def gate(attempt: Attempt, pool: Any, prefix: str) -> Any:
+async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], bool] = lambda: False) -> Any:
     """Deadline and chain checks before a Pro job runs (pro/deadline.py, pro/chain.py): the
-    result to record instead of running it, or None to run it."""
+    result to record instead of running it, or None to run it. A chain wait in place ends when
+    the node starts stopping: the job is written back as waiting, not left for the lifeline."""
     from .pro import chain as chain_mod
     from .pro.options import CHAIN_HALTED
 
@@ -245,7 +246,7 @@ async def gate(attempt: Attempt, pool: Any, prefix: str) -> Any:
             return chain_mod.ChainWait(decision.seconds)
         # The upstream runs or is about to: look again shortly, holding the slot, as Pro's chain
         # waits `wait_retry` times `wait_sleep` ms before it snoozes.
-        if checks >= chain.wait_retry:
+        if checks >= chain.wait_retry or stopping():
             return chain_mod.ChainWait(chain.wait_snooze)
         checks += 1
         await asyncio.sleep(chain.wait_sleep / 1000)

@@ -387,7 +387,8 @@ class Producer:
         result: Any = None
         error: BaseException | None = None
         try:
-            early = await gate(attempt, self.pool, self.prefix) if spec.pro is not None else None
+            early = await gate(attempt, self.pool, self.prefix, lambda: self._stopping) \
+                if spec.pro is not None else None
             if early is not None:
                 result = early
             else:

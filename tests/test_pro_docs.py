@@ -380,3 +380,29 @@ def test_structured_args_take_ectos_types_and_casts() -> None:
                           "integer": "4.2"})
     for name in ("date", "decimal", "float", "boolean", "time", "integer"):
         assert f"{name} is invalid" in str(bad.value)
+
+
+@worker("Docs.Patient", queue="patient", chain={"by": "worker"})
+async def patient(job: Job) -> None:
+    return None
+
+
+async def test_a_node_that_stops_writes_a_job_waiting_in_place_back_as_waiting(db_url: str) -> None:
+    """The upstream runs elsewhere (executing, on a producer of another node); the successor waits
+    in place. When the node stops, the successor goes back to scheduled as if never fetched,
+    instead of staying executing until a lifeline rescues it."""
+    async with AsyncObanBridge(db_url) as client:
+        head = await client.insert(patient.new({}))  # type: ignore[attr-defined]
+        follower = await client.insert(patient.new({}))  # type: ignore[attr-defined]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(), "
+                     "attempted_by = ARRAY['elsewhere', 'a-producer'] WHERE id = %s", [head.id])
+    oban = AsyncObanBridge(db_url, queues={"patient": 2}, poll_interval=0.05)
+    await oban.start()
+    try:
+        await wait_for(lambda: count(db_url, f"id = {follower.id} AND state = 'executing'") == 1)
+        await asyncio.sleep(0.3)  # checking its upstream again, in place
+    finally:
+        await oban.stop(2.0)  # a grace shorter than the wait in place (10 x 1 s)
+    [row] = rows(db_url, f"id = {follower.id}")
+    assert (row["state"], row["attempt"], row["max_attempts"], row["errors"]) == ("scheduled", 0, 20, [])
