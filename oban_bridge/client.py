@@ -234,8 +234,9 @@ class AsyncObanBridge(_Base):
             return []
         return await self._transaction(insert_all_plan(self.prefix, batch), conn)
 
-    async def migrate(self, version: int = schema.CURRENT_VERSION) -> schema.MigrationResult:
-        return await self._transaction(schema.migrate_plan(self.prefix, version), None)
+    async def migrate(self, version: int = schema.CURRENT_VERSION, *, limits: bool = False) -> schema.MigrationResult:
+        """`limits=True` also creates oban_bridge's own table for rate limits (limits.py)."""
+        return await self._transaction(schema.migrate_plan(self.prefix, version, limits=limits), None)
 
     async def verify(self) -> schema.Verification:
         return await self._transaction(schema.verify_plan(self.prefix), None)
@@ -403,8 +404,9 @@ class ObanBridge(_Base):
             return []
         return self._transaction(insert_all_plan(self.prefix, batch), conn)
 
-    def migrate(self, version: int = schema.CURRENT_VERSION) -> schema.MigrationResult:
-        return self._transaction(schema.migrate_plan(self.prefix, version), None)
+    def migrate(self, version: int = schema.CURRENT_VERSION, *, limits: bool = False) -> schema.MigrationResult:
+        """`limits=True` also creates oban_bridge's own table for rate limits (limits.py)."""
+        return self._transaction(schema.migrate_plan(self.prefix, version, limits=limits), None)
 
     def verify(self) -> schema.Verification:
         return self._transaction(schema.verify_plan(self.prefix), None)

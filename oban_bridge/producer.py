@@ -41,6 +41,8 @@ from .engine import Ack, ack_fetch_plan
 from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare, run_with_hooks
 from .isolation import Children
 from .job import Job
+from .limiter import Limiter
+from .limits import QueueOptions
 from .pro import hooks
 from .threads import JobThreads
 from .worker import Cancel, Error, WorkerSpec, lookup
@@ -76,6 +78,7 @@ class Producer:
         lanes: int = 2,
         resolve: Callable[[str], WorkerSpec | None] = lookup,
         uuid: str | None = None,
+        options: QueueOptions | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"queue {queue!r}: limit must be at least 1, got {limit}")
@@ -93,6 +96,11 @@ class Producer:
         self.on_outcome = on_outcome
         self.max_lanes = max(1, lanes)
         self.resolve = resolve
+        self.options = options or QueueOptions(local_limit=limit)
+        # A global or rate limit: fetches coordinate with the other nodes (limiter.py).
+        self.limiter = Limiter(prefix, queue, self.options) if self.options.limited else None
+        self._capped = False  # the last fetch left jobs the limits held back
+        self._rate_timer: asyncio.TimerHandle | None = None
         # Jobs holding a slot: fetched, and their outcome not yet committed.
         self.running: dict[int, Attempt] = {}
         self._pending: list[Ack] = []  # finished, not yet sent
@@ -123,8 +131,9 @@ class Producer:
         return self.max_lanes if self.limit >= 100 else 1
 
     def check(self, name: str) -> dict[str, Any]:
-        """The producer's meta as basic.ex init/check_meta/refresh keep it, for gossip."""
-        return {
+        """The producer's meta as basic.ex init/check_meta/refresh keep it, for gossip; a limited
+        queue adds Pro's Smart engine keys (local_limit, global_limit, rate_limit)."""
+        meta = {
             "limit": self.limit,
             "name": name,
             "node": self.node,
@@ -137,6 +146,9 @@ class Producer:
             "updated_at": iso_now(),
             "uuid": self.uuid,
         }
+        if self.limiter is not None:
+            meta.update(self.limiter.check_meta(self.limit))
+        return meta
 
     # --- control, from notifications, signals or the API ----------------------------------------
     def wake(self) -> None:
@@ -282,10 +294,15 @@ class Producer:
             task.add_done_callback(self._cycles.discard)
 
     async def _cycle(self, acks: list[Ack], demand: int, extra: int, wakes: int) -> None:
+        fetched = None
         try:
             async with self.pool.connection() as conn:
-                rows = await run_async(conn, ack_fetch_plan(
-                    self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
+                if self.limiter is not None and demand:
+                    fetched = await self.limiter.ack_fetch(conn, acks, demand, [self.node, self.uuid])
+                    rows = fetched.rows
+                else:
+                    rows = await run_async(conn, ack_fetch_plan(
+                        self.prefix, self.queue, acks, demand, [self.node, self.uuid]))
         except Exception as exc:  # noqa: BLE001 - psycopg's, the pool's, or a bug building the plan
             # Nothing was written (the statement is its own transaction): keep the acks and the
             # slots, back off, and try again (the pool replaces a broken connection).
@@ -314,12 +331,25 @@ class Producer:
                 self._backlog = len(rows) == demand
                 if not self._backlog and wakes == self._wakes:
                     self._more = False  # drained, and nothing said otherwise since this cycle began
+                if fetched is not None:
+                    self._held_back(fetched)
         finally:
             if demand:
                 self._fetching -= 1
             self._reserved -= extra
             self._inflight -= 1
             self._wake.set()
+
+    def _held_back(self, fetched: Any) -> None:
+        """A limited fetch came back short with jobs left: the limits held them back. Fetch again
+        when one of ours finishes (a global slot frees) or the rate window moves on; the poll
+        covers slots freed by other nodes."""
+        self._capped = fetched.more and not self._backlog
+        if self._capped and fetched.rate_wait is not None and self.options.rate_limit is not None:
+            if self._rate_timer is not None:
+                self._rate_timer.cancel()
+            self._rate_timer = asyncio.get_running_loop().call_later(
+                max(0.005, min(fetched.rate_wait, self.poll_interval)), self.wake)
 
     # --- running jobs -------------------------------------------------------------------------------
     def _start(self, job: Job) -> None:
@@ -462,4 +492,6 @@ class Producer:
                 except Exception:  # noqa: BLE001 - a metrics hook must never fail a job
                     log.exception("on_outcome hook failed")
             self._pending.append(outcome.ack)
+        if self._capped and self.options.global_limit is not None:
+            self._more = True  # this job's global slot frees with its ack: the next cycle fetches
         self._wake.set()

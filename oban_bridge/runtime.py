@@ -24,6 +24,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from .db import load_query, run_async
 from .engine import queue_workers_plan
+from .errors import SchemaError
+from .schema import has_limits_table_plan
 from .executor import Outcome
 from .isolation import Children
 from .notifier import Notifier
@@ -37,6 +39,7 @@ from .plugins.settings import PluginSettings
 from .plugins.stager import Stager
 from .presence import Presence
 from .producer import Producer
+from .limits import QueueOptions, parse_queue_text, queue_options
 from .threads import JobThreads
 from .worker import lookup
 
@@ -54,34 +57,45 @@ def current() -> Runtime:
     return runtime
 
 
-def parse_queues(spec: str | Mapping[str, int]) -> dict[str, int]:
-    """`"badges:10,printing:2"` or `{"badges": 10}` → `{"badges": 10, "printing": 2}`."""
+def parse_queues(spec: str | Mapping[str, Any]) -> dict[str, QueueOptions]:
+    """`"badges:10,printing:2"`, `"api:local=10,global=20,rate=90/10s,partition=args.profile"` or
+    `{"badges": 10, "api": {"local_limit": 10, "global_limit": 20}}` → options per queue (limits.py).
+
+    In the text form a part holding `:` starts a queue; a `key=value` part without one adds an
+    option to the queue before it."""
     items: list[tuple[Any, Any]]
     if isinstance(spec, Mapping):
         items = list(spec.items())
     else:
-        items = []
-        if not spec.strip():
+        if not isinstance(spec, str) or not spec.strip():
             raise ValueError("no queues given: expected NAME:LIMIT[,NAME:LIMIT...], e.g. badges:10")
+        groups: list[tuple[str, list[str]]] = []
         for part in spec.split(","):
             part = part.strip()
             if not part:
                 continue
-            name, _, text = part.rpartition(":")
-            if not name:
-                raise ValueError(f"queue {part!r}: expected NAME:LIMIT, e.g. badges:10")
-            if not text.isdigit():
-                raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {text!r}")
-            items.append((name, int(text)))
-    queues: dict[str, int] = {}
-    for name, limit in items:
+            head, colon, text = part.partition(":")
+            if colon and "=" not in head:
+                name, _, text = part.rpartition(":") if "=" not in text else (head, colon, text)
+                if not name:
+                    raise ValueError(f"queue {part!r}: expected NAME:LIMIT, e.g. badges:10")
+                groups.append((name, [text]))
+            elif "=" in part and groups and "=" in groups[-1][1][0]:
+                groups[-1][1].append(part)
+            else:
+                raise ValueError(f"queue {part!r}: expected NAME:LIMIT or NAME:local=N,global=N,..., e.g. badges:10")
+        items = []
+        for name, options in groups:
+            if len(options) == 1 and "=" not in options[0] and not options[0].isdigit():
+                raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {options[0]!r}")
+            items.append((name, parse_queue_text(name, options)))
+    queues: dict[str, QueueOptions] = {}
+    for name, value in items:
         if not isinstance(name, str) or not 0 < len(name) < 128:
             raise ValueError(f"queue name {name!r}: expected 1 to 127 characters")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"queue {name!r}: the limit must be a positive integer, got {limit!r}")
         if name in queues:
             raise ValueError(f"queue {name!r} is given twice")
-        queues[name] = limit
+        queues[name] = queue_options(name, value)
     return queues
 
 
@@ -153,7 +167,7 @@ class Runtime:
         prefix: str,
         name: str,
         node: str,
-        queues: Mapping[str, int],
+        queues: Mapping[str, Any],
         plugins: list[Plugin] | None = None,
         poll_interval: float = 1.0,
         peer_interval: float = 30.0,
@@ -173,10 +187,10 @@ class Runtime:
         # (bench/README.md: 4 queues x 25 at one lane each, 1 queue x 100 at two).
         lanes = max(1, min(LANES, PRODUCER_CONNECTIONS // max(1, len(limits))))
         self.producers = {
-            queue: Producer(pool=None, prefix=prefix, queue=queue, limit=limit, node=node,
+            queue: Producer(pool=None, prefix=prefix, queue=queue, limit=options.local_limit, node=node,
                             threads=self.threads, children=self.children, poll_interval=poll_interval,
-                            on_outcome=self._on_outcome, lanes=lanes)
-            for queue, limit in limits.items()
+                            on_outcome=self._on_outcome, lanes=lanes, options=options)
+            for queue, options in limits.items()
         }
         self.presence = Presence(url, [p.uuid for p in self.producers.values()], busy=self.threads.busy)
         self.plugins = default_plugins() if plugins is None else plugins
@@ -243,6 +257,7 @@ class Runtime:
     async def start(self) -> None:
         if self._started:
             return
+        await self._check_limits_table()
         self._started = True
         _current.set(self)  # copied into every task started below, so into every job
         self._plugin_pool = AsyncConnectionPool(self.url, min_size=0, max_size=2, open=False,
@@ -274,6 +289,20 @@ class Runtime:
         self._check_task = asyncio.create_task(self._warn_unknown_workers(), name="oban-worker-check")
         log.info("oban_bridge started", extra={"node": self.node, "instance": self.name, "queues": {q: p.limit for q, p in self.producers.items()}})
 
+    async def _check_limits_table(self) -> None:
+        """A queue with a global or rate limit needs oban_bridge's own table (limits.py): say so
+        before starting, not as a failing fetch every second."""
+        limited = sorted(q for q, p in self.producers.items() if p.limiter is not None)
+        if not limited:
+            return
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            present = await run_async(conn, has_limits_table_plan(self.prefix))
+        if not present:
+            raise SchemaError(
+                f"queue(s) {', '.join(limited)} have a global or rate limit, which needs oban_bridge's own "
+                f"table {self.prefix}.oban_bridge_rate_limits: run `oban-bridge migrate --limits`"
+                + (f" --prefix {self.prefix}" if self.prefix != "public" else ""))
+
     def _start_queue(self, message: dict[str, Any]) -> None:
         """midwife.ex start_queue/2, for a queue this node was started with and a signal stopped:
         it runs again with the signal's limit (Elixir's `limit` or `local_limit`). A queue the node
@@ -293,7 +322,7 @@ class Runtime:
         producer = Producer(pool=self.pool, prefix=self.prefix, queue=old.queue, limit=limit, node=self.node,
                             threads=self.threads, children=self.children, poll_interval=old.poll_interval,
                             paused=message.get("paused") is True, on_outcome=self._on_outcome,
-                            lanes=old.max_lanes, uuid=old.uuid)
+                            lanes=old.max_lanes, uuid=old.uuid, options=old.options)
         self.producers[old.queue] = producer
         producer.start()
         log.info("queue started by signal", extra={"queue": old.queue, "limit": limit, "node": self.node})

@@ -143,6 +143,7 @@ class MigrationResult:
     prefix: str
     from_version: int
     to_version: int
+    limits: bool = False  # oban_bridge's own rate-limit table is in place (`limits=True`)
 
     @property
     def changed(self) -> bool:
@@ -154,9 +155,32 @@ def migrate_plan(
     version: int = CURRENT_VERSION,
     *,
     create_schema: bool | None = None,
+    limits: bool = False,
 ) -> Plan[MigrationResult]:
     """`Oban.Migrations.Postgres.up/1`: bring `prefix` up to `version` inside the caller's
-    transaction (Ecto runs a migration in one transaction too)."""
+    transaction (Ecto runs a migration in one transaction too). `limits=True` also creates
+    oban_bridge's own table for rate limits (schema/bridge_limits.sql), which Elixir never has."""
+    result = yield from _oban_migration(prefix, version, create_schema)
+    if limits:
+        yield Query(render_sql("bridge_limits.sql", prefix), fetch="none")
+        return MigrationResult(result.prefix, result.from_version, result.to_version, True)
+    return result
+
+
+def render_sql(name: str, prefix: str) -> sql.Composed:
+    return sql.SQL((_schema_dir() / name).read_text()).format(prefix=sql.Identifier(prefix))
+
+
+LIMITS_TABLE = "oban_bridge_rate_limits"
+
+
+def has_limits_table_plan(prefix: str) -> Plan[bool]:
+    rows = yield Query(sql.SQL("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL AS present"),
+                       [prefix, LIMITS_TABLE])
+    return bool(rows[0]["present"])
+
+
+def _oban_migration(prefix: str, version: int, create_schema: bool | None) -> Plan[MigrationResult]:
     if not INITIAL_VERSION <= version <= CURRENT_VERSION:
         raise SchemaError(f"unknown Oban migration version {version} (known: 1 to {CURRENT_VERSION})")
     # Serialise concurrent migrations of the same prefix, as Ecto's migration lock does.
@@ -282,6 +306,7 @@ class Verification:
     version: int | None
     foreign: str | None = None
     differences: list[str] = field(default_factory=list)
+    limits: bool = False  # oban_bridge's own rate-limit table is present (not part of the comparison)
 
     @property
     def ok(self) -> bool:
@@ -295,9 +320,10 @@ class Verification:
         head = f"schema {self.prefix!r}: Oban migration version {self.version}"
         if self.version is not None and self.version < CURRENT_VERSION:
             head += f" (current is {CURRENT_VERSION}: `oban-bridge migrate` upgrades it)"
+        own = f"; oban_bridge's own {LIMITS_TABLE} table is present" if self.limits else ""
         if not self.differences:
-            return head + ", identical to Elixir Oban 2.23.1"
-        return head + f", {len(self.differences)} difference(s) from Elixir Oban 2.23.1"
+            return head + ", identical to Elixir Oban 2.23.1" + own
+        return head + f", {len(self.differences)} difference(s) from Elixir Oban 2.23.1" + own
 
 
 def verify_plan(prefix: str = DEFAULT_PREFIX) -> Plan[Verification]:
@@ -305,4 +331,5 @@ def verify_plan(prefix: str = DEFAULT_PREFIX) -> Plan[Verification]:
     if not found.exists or found.foreign:
         return Verification(prefix, found.exists, found.version, found.foreign)
     actual = yield from fingerprint_plan(prefix)
-    return Verification(prefix, True, found.version, None, diff(actual, reference()))
+    limits = yield from has_limits_table_plan(prefix)
+    return Verification(prefix, True, found.version, None, diff(actual, reference()), limits)

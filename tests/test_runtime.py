@@ -283,7 +283,9 @@ def test_bad_queue_specs(spec: str, message: str) -> None:
 
 
 def test_queue_spec_parses() -> None:
-    assert parse_queues("badges:10, printing:2") == {"badges": 10, "printing": 2}
+    from oban_bridge.limits import QueueOptions
+
+    assert parse_queues("badges:10, printing:2") == {"badges": QueueOptions(10), "printing": QueueOptions(2)}
 
 
 async def test_start_refuses_a_database_without_oban(empty_db_url: str) -> None:

@@ -213,7 +213,7 @@ def project_settings() -> dict[str, Any]:
         raise click.UsageError(f"{path}: [tool.oban_bridge] must be a table")
     from ..plugins.settings import PluginSettings
 
-    known = ("database_url", "prefix", *PluginSettings.KEYS)
+    known = ("database_url", "prefix", "queues", *PluginSettings.KEYS)
     for key in ("database_url", "prefix"):
         if key in settings and not isinstance(settings[key], str):
             raise click.UsageError(f"{path}: [tool.oban_bridge] {key} must be a string, got {settings[key]!r}")

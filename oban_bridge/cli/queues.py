@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import click
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -13,6 +14,8 @@ from ..control import queue_counts_plan, signal_plan
 from ..db import run_sync
 from ..errors import ValidationError
 from ..job import STATES
+from ..limiter import limits_state_plan, options_from_check
+from ..limits import QueueOptions
 from ..notifier import channel, decode
 from . import Context, main
 from .output import emit_json, table
@@ -40,19 +43,67 @@ def listen_gossip(client: Any, prefix: str, seconds: float) -> dict[str, dict[st
     return heard
 
 
-def snapshot(obj: Context, listen: float) -> list[dict[str, Any]]:
+def snapshot(obj: Context, listen: float, partitions: bool = False) -> list[dict[str, Any]]:
     with obj.client() as client:
         with client.connection() as conn:
             counts = run_sync(conn, queue_counts_plan(obj.prefix))
         heard = listen_gossip(client, obj.prefix, listen)
+        limits = {}
+        for queue, checks in heard.items():
+            options = next((o for o in map(options_from_check, checks.values()) if o is not None), None)
+            if options is not None:
+                with client.connection() as conn:
+                    limits[queue] = limits_state(conn, obj.prefix, queue, options, partitions)
     out: list[dict[str, Any]] = []
     for queue in sorted(set(counts) | set(heard)):
         nodes = [{"node": c.get("node"), "name": c.get("name"), "limit": c.get("limit", c.get("local_limit")),
                   "paused": c.get("paused"), "running": len(c.get("running") or []), "uuid": c.get("uuid")}
                  for c in heard.get(queue, {}).values()]
-        out.append({"queue": queue, "counts": {s: counts.get(queue, {}).get(s, 0) for s in STATES},
-                    "nodes": sorted(nodes, key=lambda n: (str(n["node"]), str(n["uuid"])))})
+        entry = {"queue": queue, "counts": {s: counts.get(queue, {}).get(s, 0) for s in STATES},
+                 "nodes": sorted(nodes, key=lambda n: (str(n["node"]), str(n["uuid"])))}
+        if queue in limits:
+            entry["limits"] = limits[queue]
+        out.append(entry)
     return out
+
+
+def limits_state(conn: Any, prefix: str, queue: str, options: QueueOptions, partitions: bool) -> dict[str, Any]:
+    """A limited queue's state as every node's fetch sees it: executing jobs against the global
+    limit and starts in the rate window, per partition on request (the busiest 20)."""
+    try:
+        rows = run_sync(conn, limits_state_plan(prefix, queue, options))
+    except psycopg.errors.UndefinedTable:
+        rows = []
+    state: dict[str, Any] = {"options": options.describe()}
+    if options.global_limit is not None:
+        state["global"] = {"allowed": options.global_limit, "running": max((r["running"] for r in rows), default=0)
+                           if options.partition else sum(r["running"] for r in rows)}
+    if options.rate_limit is not None:
+        state["rate"] = {"allowed": options.rate_limit.allowed, "period": options.rate_limit.period,
+                         "starts": max((int(r["starts"]) for r in rows), default=0)
+                         if options.partition else sum(int(r["starts"]) for r in rows)}
+    if options.partition is not None:
+        state["partition"] = options.partition.describe()
+        state["partitions_active"] = len(rows)
+        if partitions:
+            state["partitions"] = [{"partition": r["partition"], "running": r["running"], "starts": int(r["starts"])}
+                                   for r in rows[:20]]
+    return state
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    """`global 3/5 rate 41/50 per 1s`; partitioned: the busiest partition's figures."""
+    parts = []
+    busiest = " (busiest partition)" if "partition" in limits else ""
+    if "global" in limits:
+        parts.append(f"global {limits['global']['running']}/{limits['global']['allowed']}")
+    if "rate" in limits:
+        r = limits["rate"]
+        parts.append(f"rate {r['starts']}/{r['allowed']} per {r['period']:g}s")
+    text = " ".join(parts) + busiest
+    if "partition" in limits:
+        text += f", {limits['partitions_active']} active partition(s) by {limits['partition']}"
+    return text
 
 
 def render(queues: list[dict[str, Any]]) -> str:
@@ -62,16 +113,25 @@ def render(queues: list[dict[str, Any]]) -> str:
         nodes = ", ".join(f"{n['node']}({n['name']}) {n['running']}/{n['limit']}{' paused' if n['paused'] else ''}"
                           for n in q["nodes"]) or "-"
         rows.append((q["queue"], c["available"], c["scheduled"], c["executing"], c["retryable"],
-                     c["completed"], c["discarded"], c["cancelled"], nodes))
-    return table(["queue", "avail", "sched", "exec", "retry", "done", "disc", "canc", "nodes (running/limit)"], rows)
+                     c["completed"], c["discarded"], c["cancelled"], nodes,
+                     _limits_text(q["limits"]) if "limits" in q else "-"))
+    out = table(["queue", "avail", "sched", "exec", "retry", "done", "disc", "canc", "nodes (running/limit)",
+                 "global/rate"], rows)
+    for q in queues:
+        for p in q.get("limits", {}).get("partitions", []):
+            out += f"\n  {q['queue']} partition {orjson.dumps(p['partition']).decode()}: " \
+                   f"{p['running']} running, {p['starts']} started in the rate window"
+    return out
 
 
 @main.group(invoke_without_command=True)
 @click.option("--listen", type=click.FloatRange(min=0), default=1.5, show_default=True,
               help="Seconds to listen for node check-ins (0: counts only).")
+@click.option("--partitions", is_flag=True,
+              help="For queues with a partitioned global or rate limit, the busiest 20 partitions.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def queues(ctx: click.Context, listen: float, as_json: bool) -> None:
+def queues(ctx: click.Context, listen: float, partitions: bool, as_json: bool) -> None:
     """Every queue: jobs per state and the nodes (Elixir and Python) running it.
 
     \b
@@ -82,7 +142,7 @@ def queues(ctx: click.Context, listen: float, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    found = snapshot(ctx.obj, listen)
+    found = snapshot(ctx.obj, listen, partitions)
     if as_json:
         emit_json(found)
     else:

@@ -16,6 +16,7 @@ from ..errors import ValidationError
 from ..processes import exit_past_stuck_jobs, node_name, parse_processes
 from ..processes import run as run_processes
 from ..plugins.settings import PluginSettings
+from ..limits import QueueOptions
 from ..runtime import default_plugins, parse_queues
 from ..worker import registry
 from . import Context, main
@@ -54,10 +55,17 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
     return (expr, worker, {"args": args})
 
 
+def _describe(queue: str, options: QueueOptions) -> str:
+    return f"{queue}:{options.local_limit}" if not options.limited else f"{queue}:{options.describe()}"
+
+
 @main.command()
 @click.option("--module", "-m", "modules", multiple=True, required=True,
               help="Python module defining @worker classes/functions; repeat for more.")
-@click.option("--queues", "-q", required=True, help="Queues and limits, e.g. badges:10,printing:2.")
+@click.option("--queues", "-q", default=None,
+              help="Queues and limits, e.g. badges:10,printing:2; with global/rate limits "
+                   "api:local=10,global=20,rate=90/10s,partition=args.profile (README: Global and rate "
+                   "limits). Default: [tool.oban_bridge] queues.")
 @click.option("--node", default=None, help="Node name recorded in attempted_by (default: host name).")
 @click.option("--name", default=None, help="Oban instance name for leadership (default: ObanBridge).")
 @click.option("--grace", type=click.FloatRange(min=0), default=15.0, show_default=True,
@@ -100,10 +108,16 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
       oban-bridge start --module my_app.jobs --queues badges:10,printing:2
       DATABASE_URL=postgresql://localhost/my_app oban-bridge start -m my_app.jobs -q badges:10
       oban-bridge start -m my_app.thumbnails -q images:4 --processes auto
+      oban-bridge start -m my_app.api -q 'api:local=10,global=20,rate=90/10s,partition=args.profile'
     """
+    if queues is None:
+        queues = obj.settings.get("queues")
+        if queues is None:
+            raise ValidationError("queues", "no queues: pass --queues NAME:LIMIT,... or set queues in "
+                                            "[tool.oban_bridge]")
     try:
         limits = parse_queues(queues)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValidationError("queues", str(exc)) from None
     try:
         count = parse_processes(processes)
@@ -134,7 +148,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     if name:
         kwargs["name"] = name
     obj.warn_if_embedded()
-    click.echo(f"oban-bridge: running {', '.join(f'{q}:{n}' for q, n in limits.items())} "
+    click.echo(f"oban-bridge: running {', '.join(_describe(q, o) for q, o in limits.items())} "
                f"with workers {', '.join(sorted(registry()))}"
                + (f" in {count} processes" if count > 1 else ""), err=True)
     if count == 1:
