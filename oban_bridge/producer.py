@@ -169,6 +169,13 @@ class Producer:
             self.limit = limit
             self.wake()
 
+    def reconfigure(self, options: QueueOptions) -> None:
+        """New limits from a scale signal (Pro's scale_queue options): the next fetch obeys them."""
+        self.options = options
+        self.limiter = Limiter(self.prefix, self.queue, options) if options.limited else None
+        self._capped = False
+        self.scale(options.local_limit)
+
     def pkill(self, job_id: int) -> bool:
         """Stop a running job as Elixir's producer does on a `pkill` signal; its outcome is written
         as Elixir writes a killed job's (cancelled, `{:cancel, :shutdown}`) once it has stopped."""

@@ -439,17 +439,55 @@ class Runtime:
             elif action == "resume":
                 producer.resume()
             elif action == "scale":
-                limit = message.get("limit")
-                if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-                    producer.scale(limit)
-                    log.info("queue scaled by signal", extra={"queue": producer.queue, "limit": limit})
-                else:
-                    # Pro's global_limit / rate_limit / partition options have no meaning here yet.
-                    log.warning("ignored scale signal without a positive limit", extra={"signal": message})
+                self._scale(producer, message)
             elif action == "stop":
                 self._stop_queue(producer)
             else:
                 log.warning("ignored unknown signal", extra={"signal": message})
+
+    def _scale(self, producer: Producer, message: dict[str, Any]) -> None:
+        """producer.ex / Pro's smart engine put_meta: `limit` or `local_limit` sets the node's
+        limit; `global_limit`, `rate_limit` and `partition` (Pro's scale_queue options, as Oban
+        Web sends them) change the queue's coordination, a null removing that limit."""
+        pro: dict[str, Any] = {k: message[k] for k in ("global_limit", "rate_limit", "partition") if k in message}
+        limit = message.get("limit", message.get("local_limit"))
+        if not pro:
+            if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+                producer.scale(limit)
+                log.info("queue scaled by signal", extra={"queue": producer.queue, "limit": limit})
+            else:
+                log.warning("ignored scale signal without a positive limit", extra={"signal": message})
+            return
+        old = producer.options
+        spec: dict[str, Any] = {"local_limit": limit if limit is not None else producer.limit}
+        if old.global_limit is not None:
+            spec["global_limit"] = old.global_limit
+        if old.rate_limit is not None:
+            spec["rate_limit"] = {"allowed": old.rate_limit.allowed, "period": old.rate_limit.period}
+        if old.partition is not None:
+            spec["partition"] = old.partition.as_meta()
+        if "partition" not in pro and any(isinstance(v, dict) and "partition" in v for v in pro.values()):
+            spec.pop("partition", None)  # the new limit brings its own partition
+        spec.update(pro)
+        spec = {k: v for k, v in spec.items() if v is not None}
+        try:
+            options = queue_options(producer.queue, spec)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignored scale signal with bad options", extra={"signal": message, "error": str(exc)})
+            return
+        task = asyncio.create_task(self._reconfigure(producer, options), name=f"oban-scale-{producer.queue}")
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    async def _reconfigure(self, producer: Producer, options: QueueOptions) -> None:
+        if options.limited and producer.limiter is None:
+            async with self.plugin_pool().connection() as conn:
+                if not await run_async(conn, has_limits_table_plan(self.prefix)):
+                    log.warning("ignored scale signal: global and rate limits need `oban-bridge migrate --limits`",
+                                extra={"queue": producer.queue})
+                    return
+        producer.reconfigure(options)
+        log.info("queue scaled by signal", extra={"queue": producer.queue, "options": options.describe()})
 
     def _stop_queue(self, producer: Producer) -> None:
         """midwife.ex stop_queue/2: the queue stops fetching, its running jobs finish (their

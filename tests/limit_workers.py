@@ -4,7 +4,6 @@ database's clock, so overlap across processes is measured on one clock."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any
@@ -14,18 +13,21 @@ from psycopg_pool import ConnectionPool
 
 from oban_bridge import Job, worker
 
-_pool: ConnectionPool | None = None
+_pools: dict[str, ConnectionPool] = {}
 _pool_lock = threading.Lock()
 
 
 def _record(sql: str, params: list[Any]) -> None:
-    """A few connections per process, whatever the limit: 4 nodes must fit the test server."""
-    global _pool
+    """A few connections per process, whatever the limit: 4 nodes must fit the test server. The
+    database is the node's own (the job's runtime), so in-process tests work too."""
+    from oban_bridge.runtime import current
+
+    url = current().url
     with _pool_lock:
-        if _pool is None:
-            _pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=1, max_size=3,
-                                   kwargs={"autocommit": True}, open=True)
-    with _pool.connection() as conn:
+        pool = _pools.get(url)
+        if pool is None:
+            pool = _pools[url] = ConnectionPool(url, min_size=1, max_size=3, kwargs={"autocommit": True}, open=True)
+    with pool.connection() as conn:
         conn.execute(sql, params)
 
 

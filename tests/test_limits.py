@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from oban_bridge import AsyncObanBridge, Job, ObanBridge, SchemaError
 from oban_bridge.cli import main
+from oban_bridge.notifier import channel, encode
 from oban_bridge.limits import Partition, QueueOptions, RateLimit, queue_options
 from oban_bridge.runtime import parse_queues
 
@@ -227,3 +228,24 @@ async def test_check_ins_carry_pros_limit_keys(db_url: str) -> None:
     assert check["global_limit"]["allowed"] == 2
     assert check["global_limit"]["partition"] == {"fields": ["args"], "keys": ["a"]}
     assert check["rate_limit"]["allowed"] == 9 and check["rate_limit"]["period"] == 60
+
+
+async def test_a_scale_signal_sets_pros_limits_as_oban_web_sends_them(db_url: str) -> None:
+    prepare(db_url)
+    async with AsyncObanBridge(db_url, queues={"lim": 6}, plugins=[], poll_interval=0.05) as oban:
+        runtime = oban.runtime
+        assert runtime is not None
+        producer = runtime.producers["lim"]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", [channel("public", "signal"), encode(
+                {"action": "scale", "queue": "lim", "ident": "any", "global_limit": 2, "local_limit": 6})])
+        await wait_for(lambda: producer.limiter is not None, timeout=10)
+        assert producer.check("ObanBridge")["global_limit"]["allowed"] == 2
+        await oban.insert_all([Job.new("py.LimitSpan", {"ms": 20}, queue="lim") for _ in range(40)])
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 40, timeout=30)
+        assert peak(db_url) <= 2
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", [channel("public", "signal"), encode(
+                {"action": "scale", "queue": "lim", "ident": "any", "global_limit": None})])
+        await wait_for(lambda: producer.limiter is None, timeout=10)
+        assert producer.limit == 6
