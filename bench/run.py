@@ -23,6 +23,10 @@ On one PostgreSQL server (DATABASE_URL, else the embedded one), in this order:
   joblog      the start measure again with a log line per job (`--log-jobs`), text and JSON, written
               to a file as a service manager would collect stderr: jobs/s against the same run
               without per-job lines, and the log's size;
+  limits      2 `oban-bridge start` nodes on one queue, 20,000 def no-ops: `bench:100` each against
+              `bench:local=100,global=100` (at most 100 at once over both), best of 2, interleaved;
+              jobs/s, the peak running at once, and transactions per 1,000 jobs (pg_stat_database):
+              the coordination's cost (a limited fetch is 1 transaction of 5 statements);
   idle        `oban-bridge start` with 4 queues (a:100,b:10,c:10,d:50) and its default plugins on an
               empty table: statements/s (pg_stat_database, less the probe's own) and CPU% of a core.
 The throughput and queues lines also report the peak concurrency seen.
@@ -55,13 +59,14 @@ from bench_workers import noop  # noqa: E402, F401  (registers bench.Noop)
 from common import rss_mib  # noqa: E402
 
 from oban_bridge import AsyncObanBridge, Job, worker  # noqa: E402
+from oban_bridge import ObanBridge as ObanBridgeSync  # noqa: E402
 from oban_bridge import loop as event_loop  # noqa: E402
 from oban_bridge.db import run_async  # noqa: E402
 from oban_bridge.engine import Ack, ack_fetch_plan, db_now  # noqa: E402
 from oban_bridge.notifier import channel, encode  # noqa: E402
 from peer import database, run_peer, server_url  # noqa: E402  (bench/peer.py)
 
-MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "joblog", "idle"]
+MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "joblog", "idle", "limits"]
 started_at: dict[int, float] = {}
 
 
@@ -316,6 +321,48 @@ def bridge_joblog(url: str, jobs: int, limit: int) -> dict[str, float]:
     return {**best, "text_bytes": size["text"] / jobs, "json_bytes": size["json"] / jobs}
 
 
+def bridge_limits(url: str, jobs: int) -> dict[str, float]:
+    """Two nodes share one queue, unlimited and then held to a global limit of 100, interleaved."""
+    with ObanBridgeSync(url) as client:
+        client.migrate(limits=True)
+
+    def xacts() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                               "WHERE datname = current_database()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    out: dict[str, list[float]] = {"plain": [], "global": [], "plain_x": [], "global_x": [], "peak": []}
+    for _ in range(2):
+        for mode, queues in (("plain", "bench:100"), ("global", "bench:local=100,global=100")):
+            asyncio.run(reset(url))
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
+                             "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
+            asyncio.run(analyze(url))
+            x0 = xacts()
+            nodes = [start_node(url, queues, "--node", f"bench-{i}") for i in range(2)]
+            try:
+                while asyncio.run(completed(url)) < jobs:
+                    time.sleep(0.05)
+            finally:
+                for node in nodes:
+                    node.terminate()
+                for node in nodes:
+                    node.wait(120)
+            x1 = xacts()
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT extract(epoch FROM max(completed_at) - min(attempted_at)) FROM oban_jobs").fetchone()
+            assert row is not None
+            out[mode].append(jobs / float(row[0]))
+            out[mode + "_x"].append((x1 - x0) / jobs * 1000)
+            if mode == "global":
+                out["peak"].append(peak(url, "bench"))
+    return {"plain": max(out["plain"]), "global": max(out["global"]), "peak": max(out["peak"]),
+            "plain_x": min(out["plain_x"]), "global_x": min(out["global_x"])}
+
+
 def bridge_idle(url: str, warmup: float, window: float) -> dict[str, float]:
     asyncio.run(reset(url))
 
@@ -445,6 +492,14 @@ def table(p: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any] | None
         for mode in ("text", "json"):
             label = f"  --log-jobs, {mode} ({log[mode + '_bytes']:.0f} bytes a job) to a file"
             lines.append(f"{label:<50}{log[mode]:>12,.0f}{log[mode] / log['off']:>17.0%}")
+    if "limits" in ours:
+        lim = ours["limits"]
+        lines.append(f"{'2 nodes, one queue, bench:100 each (jobs/s)':<50}{lim['plain']:>12,.0f}")
+        lines.append(f"{'  global_limit=100 over both (jobs/s)':<50}{lim['global']:>12,.0f}"
+                     f"{lim['global'] / lim['plain']:>17.0%}")
+        lines.append(f"{'  peak running at once with global_limit=100':<50}{lim['peak']:>12}")
+        lines.append(f"{'  transactions per 1,000 jobs, plain / global':<50}"
+                     f"{lim['plain_x']:>7.0f} / {lim['global_x']:.0f}")
     if "idle" in ours:
         lines.append(f"{'idle start, 4 queues, plugins: statements/s':<50}{ours['idle']['statements']:>12.1f}")
         lines.append(f"{'  CPU (% of one core)':<50}{100 * ours['idle']['cpu']:>11.1f}%")
@@ -502,6 +557,8 @@ def main() -> None:
             ours["raw 100"] = event_loop.run(raw_ceiling(url, p["start_jobs"], {"bench": 100}, 1))
     if "joblog" in p["measures"]:
         ours["joblog"] = bridge_joblog(url, p["start_jobs"], p["start_limit"])
+    if "limits" in p["measures"]:
+        ours["limits"] = bridge_limits(url, p["start_jobs"])
     if "idle" in p["measures"]:
         ours["idle"] = bridge_idle(url, p["idle_warmup"], p["idle_window"])
     theirs = None if args.no_peer else run_peer(server, p, args.peer_python)
