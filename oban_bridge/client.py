@@ -15,17 +15,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, AsyncIterator, TypeVar
 
-import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from . import jsonc
 from . import schema
 from .config import DEFAULT_NAME, DEFAULT_PREFIX, Config, default_node, mask_password
 from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
 from .errors import DatabaseUnavailableError, SchemaMissingError
 from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
+from .limits import QueueOptions
 from .loop import new_event_loop
 from .plugins.base import Plugin
 from .executor import Outcome
@@ -38,11 +39,11 @@ CONNECT_TIMEOUT = 10.0
 
 
 def _configure_sync(conn: psycopg.Connection[Any]) -> None:
-    set_json_loads(orjson.loads, conn)
+    set_json_loads(jsonc.loads, conn)
 
 
 async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    set_json_loads(orjson.loads, conn)
+    set_json_loads(jsonc.loads, conn)
 
 
 class _Base:
@@ -55,7 +56,7 @@ class _Base:
         node: str | None = None,
         pool_size: int = 10,
         unique_settle_timeout: float = 2.0,
-        queues: str | Mapping[str, int] | None = None,
+        queues: str | Mapping[str, int | Mapping[str, Any] | QueueOptions] | None = None,
         plugins: list[Plugin] | None = None,
         crontab: Iterable[tuple[Any, ...]] | None = None,
         cron_timezone: str = "Etc/UTC",
@@ -92,6 +93,9 @@ class _Base:
             poll_interval=self.poll_interval,
             on_event=self.on_event,
         )
+
+    def _limited(self) -> list[str]:
+        return [name for name, options in self.queues.items() if options.limited]
 
     @property
     def runtime(self) -> Runtime | None:
@@ -171,11 +175,17 @@ class AsyncObanBridge(_Base):
         await self.stop()
         await self.close()
 
+    async def preflight(self) -> int:
+        """Check what `start` needs without starting anything: the database answers, Oban's schema
+        is there, and limited queues have oban_bridge's limits table. Returns the schema version."""
+        await self.open()
+        return await self._transaction(schema.ready_plan(self.prefix, self._limited()), None)
+
     async def start(self) -> None:
         """Start the configured queues, the notifier, the peer and the plugins on this loop."""
         await self.open()
         if self._runtime is None:
-            await self._transaction(schema.require_plan(self.prefix), None)
+            await self.preflight()
             self._runtime = self._new_runtime()
             await self._runtime.start()
 
@@ -283,12 +293,17 @@ class ObanBridge(_Base):
         self.stop()
         self.close()
 
+    def preflight(self) -> int:
+        """Check what `start` needs without starting anything: the database answers, Oban's schema
+        is there, and limited queues have oban_bridge's limits table. Returns the schema version."""
+        self.open()
+        return self._transaction(schema.ready_plan(self.prefix, self._limited()), None)
+
     def start(self) -> None:
         """Run the configured queues on an event loop in a background thread; returns at once."""
         if self._loop_thread is not None:
             return
-        run_schema_check = schema.require_plan(self.prefix)
-        self._transaction(run_schema_check, None)
+        self.preflight()
         runtime = self._new_runtime()
         loop = new_event_loop()  # uvloop when installed (loop.py)
         ready = threading.Event()
@@ -326,8 +341,8 @@ class ObanBridge(_Base):
         thread.join()
         self._runtime = self._loop = self._loop_thread = None
 
-    def run(self) -> None:
-        """Start and block until SIGINT/SIGTERM, then stop gracefully (the CLI's `start`): running
+    def run(self, *, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Start and block until one of `signals`, then stop gracefully (the CLI's `start`): running
         jobs get `shutdown_grace` seconds; a second signal ends the grace at once, leaving what
         still runs `executing` for the lifeline."""
         stop = threading.Event()
@@ -341,7 +356,7 @@ class ObanBridge(_Base):
                     loop.call_soon_threadsafe(runtime.hurry)
             stop.set()
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
             self.start()
             stop.wait()

@@ -320,12 +320,23 @@ def _error_text(error: str) -> str:
         return error
 
 
+routine_level = logging.DEBUG
+
+
+def log_routine_outcomes(enabled: bool) -> None:
+    """Log successes and snoozes at INFO (a line per job, as Oban.Telemetry.attach_default_logger)
+    instead of DEBUG."""
+    global routine_level
+    routine_level = logging.INFO if enabled else logging.DEBUG
+
+
 def log_outcome(outcome: Outcome) -> None:
     """One structured record per job event (fields as attributes, for JSON log formatters)."""
     job = outcome.job
     # Elixir logs nothing per job unless asked: routine outcomes are DEBUG, so a busy node's log
-    # stays readable and costs nothing; failures, cancels and discards stay at WARNING.
-    level = logging.DEBUG if outcome.event in ("success", "snoozed") else logging.WARNING
+    # stays readable and costs nothing; failures, cancels and discards stay at WARNING. Asked
+    # (`--log-jobs`), routine outcomes are INFO as attach_default_logger's (lib/oban/telemetry.ex).
+    level = routine_level if outcome.event in ("success", "snoozed") else logging.WARNING
     if log.isEnabledFor(level):
         log.log(
             level,

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 from psycopg import sql
 
+from . import jsonc
 from . import unique as uniq
 from .db import Copy, Plan, Query, Sleep, prefixed
 from .job import UTC, Job, to_db_timestamp
@@ -34,8 +34,8 @@ def _params(prefix: str, job: Job, *, notify: bool = False) -> dict[str, Any]:
         "state": job.state,
         "queue": job.queue,
         "worker": job.worker,
-        "args": orjson.dumps(job.args).decode(),
-        "meta": orjson.dumps(job.meta).decode(),
+        "args": jsonc.dumps(job.args).decode(),
+        "meta": jsonc.dumps(job.meta).decode(),
         "tags": job.tags,
         "priority": job.priority,
         "max_attempts": job.max_attempts,
@@ -181,7 +181,7 @@ def insert_all_plan(prefix: str, jobs: Sequence[Job]) -> Plan[list[Job]]:
         reserved = (yield Query(prefixed("reserve_ids", prefix), {"table": table, "count": len(plain)}))[0]
         now: datetime = reserved["now"]
         stamp = now.isoformat(sep=" ")
-        dumps = orjson.dumps
+        dumps = jsonc.dumps
         aware = now.replace(tzinfo=UTC)  # one shared (immutable) value for the whole batch
         lines = []
         for job, job_id in zip(plain, reserved["ids"], strict=True):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 
+from . import jsonc
 from .errors import ValidationError
 from .unique import Replace, Unique, normalize_replace, normalize_unique
 
@@ -80,8 +80,8 @@ def worker_name(worker: Any) -> str:
 def encode_json(value: Any, name: str) -> bytes:
     """JSON the way Jason would store it, or a clear error naming the option."""
     try:
-        data = orjson.dumps(value)
-    except TypeError as exc:
+        data = jsonc.dumps(value)
+    except (TypeError, ValueError) as exc:
         raise ValidationError(name, f"not JSON encodable ({exc})") from None
     if b"\\u0000" in data:
         # PostgreSQL's jsonb cannot hold NUL characters; fail here, not halfway through a batch.
@@ -125,6 +125,9 @@ def _check_name(value: Any, field_name: str) -> str:
     return value
 
 
+_INT4_MAX = 2**31 - 1
+
+
 def _check_int(value: Any, field_name: str, low: int, high: int | None, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field_name, f"expected {what}, got {value!r}")
@@ -141,11 +144,11 @@ def normalize_tags(tags: Iterable[Any] | None) -> list[str]:
         raise ValidationError("tags", f"expected a list of strings, got {tags!r}")
     seen: dict[str, None] = {}
     for tag in tags:
-        if isinstance(tag, bool) or not isinstance(tag, (str, int, float)):
+        # The column is Ecto's {:array, :string}: a number is not cast to a string, the job is invalid.
+        if not isinstance(tag, str):
             raise ValidationError("tags", f"expected strings, got {tag!r}")
-        text = tag if isinstance(tag, str) else str(tag)
         # Elixir's String.trim/downcase are Unicode-aware, like str.strip/lower (not ASCII-only).
-        text = text.strip().lower()
+        text = tag.strip().lower()
         if text:
             seen.setdefault(text, None)
     return list(seen)
@@ -226,14 +229,14 @@ class Job:
         meta = _as_dict(meta, "meta")
         # Round-trip through JSON: rejects what cannot be stored, and gives the job its own copy
         # (Elixir maps are immutable; a caller's later mutation must not change a built job).
-        args_dict = orjson.loads(encode_json(args, "args"))
-        meta_dict = orjson.loads(encode_json(meta, "meta")) if meta else {}
+        args_dict = jsonc.loads(encode_json(args, "args"))
+        meta_dict = jsonc.loads(encode_json(meta, "meta")) if meta else {}
         if type(queue) is not str or not 0 < len(queue) <= _NAME_LIMIT:
             _check_name(queue, "queue")
         if priority is not None:
             _check_int(priority, "priority", 0, 9, "an integer from 0 to 9")
         if type(max_attempts) is not int or max_attempts < 1:
-            _check_int(max_attempts, "max_attempts", 1, None, "an integer greater than 0")
+            _check_int(max_attempts, "max_attempts", 1, _INT4_MAX, "an integer from 1 to 2147483647 (the column is integer)")
 
         at: datetime | None = None
         if scheduled_at is not None:
@@ -243,7 +246,10 @@ class Job:
                 raise ValidationError("scheduled_at", f"expected a datetime, got {scheduled_at!r}")
             at = to_utc(scheduled_at)
         elif schedule_in is not None:
-            at = utc_now() + _schedule_delta(schedule_in)
+            try:
+                at = utc_now() + _schedule_delta(schedule_in)
+            except OverflowError:
+                raise ValidationError("schedule_in", f"{schedule_in!r} seconds is past the year 9999") from None
 
         if state is None:
             # lib/oban/job.ex normalize_state/1: any scheduled_at makes the job scheduled; the
@@ -373,7 +379,7 @@ def check(job: Job) -> Job:
     _check_name(job.worker, "worker")
     _check_name(job.queue, "queue")
     _check_int(job.priority, "priority", 0, 9, "an integer from 0 to 9")
-    _check_int(job.max_attempts, "max_attempts", 1, None, "an integer greater than 0")
+    _check_int(job.max_attempts, "max_attempts", 1, _INT4_MAX, "an integer from 1 to 2147483647 (the column is integer)")
     if job.state not in STATES:
         raise ValidationError("state", f"expected one of {', '.join(STATES)}, got {job.state!r}")
     if not isinstance(job.args, dict):

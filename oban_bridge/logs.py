@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import json
 import logging
 import os
 import sys
@@ -87,7 +88,10 @@ class JsonFormatter(logging.Formatter):
         trace = _traceback(record)
         if trace:
             out["traceback"] = trace
-        return orjson.dumps(out, default=str).decode()
+        try:
+            return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # an integer past 64 bits: a record is never lost to its format
+            return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 class TextFormatter(logging.Formatter):
@@ -102,7 +106,8 @@ class TextFormatter(logging.Formatter):
                f"{record.getMessage()}"
         extra = fields(record)
         if extra:
-            line += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+            # A multi-line value (an error with its stacktrace) ends the line, never with a blank one.
+            line += " " + " ".join(f"{k}={v.rstrip() if type(v) is str else v}" for k, v in extra.items())
         trace = _traceback(record)
         return f"{line}\n{trace}" if trace else line
 
@@ -166,12 +171,14 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 def settings(level: str | None, fmt: str | None, jobs: bool | None = None) -> tuple[str, str, bool]:
     """The option, else the environment variable, else INFO / text / no per-job lines; a bad value
     is a ValueError."""
+    level_from = "OBAN_BRIDGE_LOG_LEVEL" if not level and os.environ.get("OBAN_BRIDGE_LOG_LEVEL") else "log level"
+    format_from = "OBAN_BRIDGE_LOG_FORMAT" if not fmt and os.environ.get("OBAN_BRIDGE_LOG_FORMAT") else "log format"
     level = (level or os.environ.get("OBAN_BRIDGE_LOG_LEVEL") or "INFO").upper()
     fmt = (fmt or os.environ.get("OBAN_BRIDGE_LOG_FORMAT") or "text").lower()
     if level not in LEVELS:
-        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+        raise ValueError(f"{level_from} must be one of {', '.join(LEVELS)}, got {level!r}")
     if fmt not in FORMATS:
-        raise ValueError(f"log format must be text or json, got {fmt!r}")
+        raise ValueError(f"{format_from} must be text or json, got {fmt!r}")
     if jobs is None:
         raw = os.environ.get("OBAN_BRIDGE_LOG_JOBS", "").strip().lower()
         if raw not in _TRUE + _FALSE:
@@ -195,21 +202,33 @@ def mark(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
+def release() -> None:
+    """Take the CLI's provisional handlers off the root logger before a worker module is imported,
+    so the module's own `logging.basicConfig(...)` works and its handlers are not doubled by ours."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _OURS, False):
+            root.removeHandler(handler)
+            if handler is not _handler:
+                handler.close()
+
+
 def configure(level: str, fmt: str, jobs: bool = False) -> None:
     """Install our handler on the root logger unless the application installed one of its own
-    (then only oban_bridge's levels are set, and its records flow to the application's handlers)."""
+    (then only oban_bridge's levels are set, and its records flow to the application's handlers
+    alone)."""
     global _handler
+    from .executor import log_routine_outcomes
+
     logging.getLogger("oban_bridge").setLevel(level)
-    # Routine job outcomes are DEBUG records of oban_bridge.job (executor.log_outcome).
-    logging.getLogger("oban_bridge.job").setLevel(logging.DEBUG if jobs else logging.NOTSET)
+    log_routine_outcomes(jobs)
     root = logging.getLogger()
     theirs = [h for h in root.handlers if not getattr(h, _OURS, False)]
+    release()
     if theirs:
         return
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        if handler is _handler:
-            handler.close()
+    if _handler is not None:
+        _handler.close()
     _handler = BufferedStreamHandler(sys.stderr)
     _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(mark(_handler))

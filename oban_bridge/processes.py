@@ -9,7 +9,8 @@ node like Oban's `:limit` (a local limit), so N processes run up to N × limit j
 
 A child that dies is started again, with backoff; the jobs it was running are rescued by the
 lifeline of the survivors once its presence lock is gone and the orphan grace has passed (see
-plugins/lifeline.py), like an Elixir node that crashed. SIGTERM or SIGINT to the parent stops every child gracefully.
+plugins/lifeline.py), like an Elixir node that crashed. SIGTERM or SIGINT to the parent stops every
+child gracefully; a second one ends their grace at once.
 """
 
 from __future__ import annotations
@@ -56,10 +57,15 @@ def node_name(base: str, index: int, processes: int) -> str:
 
 
 def run_node(make_node: Callable[[int], ObanBridge], index: int) -> None:
-    """The body of one child: build the node, run it until SIGTERM/SIGINT, leave."""
+    """The body of one child: build the node, run it until SIGTERM, leave.
+
+    A terminal's Ctrl-C reaches the whole process group. Children ignore SIGINT and take their
+    signals from the parent alone, which forwards each one as SIGTERM, so one Ctrl-C is one
+    graceful stop and a second ends the grace at once, wherever it was sent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent()
     bridge = make_node(index)
-    bridge.run()
+    bridge.run(signals=(signal.SIGTERM,))
     exit_past_stuck_jobs()
 
 
@@ -105,8 +111,16 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
     processes = parse_processes(processes)
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     children: dict[int, BaseProcess] = {}
+
+    def on_signal(*_: object) -> None:
+        if stopping.is_set():  # a second signal: pass it on, so the children end their grace now
+            for child in children.values():
+                if child.is_alive() and child.pid is not None:
+                    os.kill(child.pid, signal.SIGTERM)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     started_at: dict[int, float] = {}
     quick_failures = 0
     restart_at: dict[int, float] = {}

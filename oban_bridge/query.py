@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from psycopg import sql
 
+from . import jsonc
 from .errors import ValidationError
 from .job import STATES
 
@@ -25,8 +25,8 @@ def parse_pair(text: str, option: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ValidationError(option, f"expected KEY=VALUE, got {text!r}")
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        value = jsonc.loads(raw)
+    except jsonc.JSONDecodeError:
         value = raw
     return key, value
 
@@ -74,7 +74,7 @@ class JobFilter:
         for column, value in (("meta", self.meta), ("args", self.args)):
             if value:
                 parts.append(sql.SQL("{} @> %s::jsonb").format(sql.Identifier(column)))
-                params.append(orjson.dumps(value).decode())
+                params.append(jsonc.dumps(value).decode())
         if extra is not None:
             parts.append(extra)
         if not parts:

@@ -17,15 +17,14 @@ from collections.abc import Collection
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from . import jsonc
 from .db import load_query, run_async
 from .engine import queue_workers_plan
-from .errors import SchemaError
-from .schema import has_limits_table_plan
+from .schema import has_limits_table_plan, limits_table_missing
 from .executor import Outcome
 from .isolation import Children
 from .notifier import Notifier
@@ -107,7 +106,7 @@ LANES = 2
 
 def _configure(uuids: list[str]) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        set_json_loads(orjson.loads, conn)
+        set_json_loads(jsonc.loads, conn)
         # Fetched timestamps arrive as timestamptz (ack_fetch_jobs.sql); in a UTC session psycopg
         # gives them datetime.timezone.utc, whatever the server's default time zone.
         await conn.execute("SET TIME ZONE 'UTC'")
@@ -298,10 +297,7 @@ class Runtime:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             present = await run_async(conn, has_limits_table_plan(self.prefix))
         if not present:
-            raise SchemaError(
-                f"queue(s) {', '.join(limited)} have a global or rate limit, which needs oban_bridge's own "
-                f"table {self.prefix}.oban_bridge_rate_limits: run `oban-bridge migrate --limits`"
-                + (f" --prefix {self.prefix}" if self.prefix != "public" else ""))
+            raise limits_table_missing(self.prefix, limited)
 
     def _start_queue(self, message: dict[str, Any]) -> None:
         """midwife.ex start_queue/2, for a queue this node was started with and a signal stopped:

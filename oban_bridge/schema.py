@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
@@ -178,6 +179,22 @@ def has_limits_table_plan(prefix: str) -> Plan[bool]:
     rows = yield Query(sql.SQL("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL AS present"),
                        [prefix, LIMITS_TABLE])
     return bool(rows[0]["present"])
+
+
+def limits_table_missing(prefix: str, queues: Sequence[str]) -> SchemaError:
+    return SchemaError(
+        f"queue(s) {', '.join(sorted(queues))} have a global or rate limit, which needs oban_bridge's own "
+        f"table {prefix}.{LIMITS_TABLE}: run `oban-bridge migrate --limits`"
+        + (f" --prefix {prefix}" if prefix != "public" else ""))
+
+
+def ready_plan(prefix: str, limited: Sequence[str] = ()) -> Plan[int]:
+    """What a node needs before it starts: Oban's schema, and oban_bridge's limits table when a
+    queue has a global or rate limit. Returns the schema's version."""
+    version = yield from require_plan(prefix)
+    if limited and not (yield from has_limits_table_plan(prefix)):
+        raise limits_table_missing(prefix, limited)
+    return version
 
 
 def _oban_migration(prefix: str, version: int, create_schema: bool | None) -> Plan[MigrationResult]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any
 
+from . import jsonc
 from .errors import ValidationError
 
 ALL_STATES = ("suspended", "scheduled", "available", "executing", "retryable", "completed", "discarded", "cancelled")
@@ -202,7 +203,7 @@ def conflict_query(
     for name, value in values.items():
         column = sql.Identifier(name)
         if name in ("args", "meta"):
-            encoded = orjson.dumps(value).decode()
+            encoded = jsonc.dumps(value).decode()
             if not value:
                 where.append(sql.SQL("{} <@ %s::jsonb").format(column))
                 params.append(encoded)
@@ -233,7 +234,7 @@ def replace_query(prefix: str, job_id: int, changes: Mapping[str, Any]) -> tuple
     for name, value in changes.items():
         if name in ("args", "meta"):
             sets.append(sql.SQL("{} = %s::jsonb").format(sql.Identifier(name)))
-            params.append(orjson.dumps(value).decode())
+            params.append(jsonc.dumps(value).decode())
         else:
             sets.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
             params.append(value)

@@ -202,6 +202,13 @@ def test_connection_options_work_after_the_verb_too(db_url: str) -> None:
     (["start", "-m", "tests.workers", "-q", "a:5,a:3"], 2, "given twice"),
     (["start", "-m", "tests.workers", "-q", "a:1", "--grace", "-1"], 2, "--grace"),
     (["queues", "--listen", "-1"], 2, "--listen"),
+    (["--database-url", "", "jobs", "list"], 2, "empty; leave it out"),
+    (["jobs", "list", "--database-url", " "], 2, "empty; leave it out"),
+    (["enqueue", "W", "--schedule-in", "99999999999999"], 2, "past the year 9999"),
+    (["enqueue", "W", "--schedule-in", "1e12"], 2, "past the year 9999"),
+    (["enqueue", "W", "--max-attempts", "99999999999"], 2, "2147483647"),
+    (["enqueue", "W", "--tag", "ok", "--args", '{"n": 1}', "--meta", "[1]"], 2, "expected a JSON object"),
+    (["jobs", "cancel", "99999999999999999999999"], 2, "not in the range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(db_url: str, args: list[str], code: int, message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, *args] if args[0] != "--database-url" else args)
@@ -213,7 +220,7 @@ def test_bad_input_is_one_line_and_exit_2(db_url: str, args: list[str], code: in
     (["--prefix", "nosuch", "jobs", "list"], 1, "oban-bridge migrate --prefix nosuch"),
     (["jobs", "show", "--prefix", "nosuch", "1"], 1, "no Oban tables"),
     (["queues", "--prefix", "nosuch", "--listen", "0"], 1, "no Oban tables"),
-    (["jobs", "show", "99999999999999999999999"], 2, "out of range"),
+    (["jobs", "show", "99999999999999999999999"], 2, "'JOB_ID': 99999999999999999999999 is not in the range"),
 ])
 def test_database_errors_are_one_line(db_url: str, args: list[str], code: int, message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, *args])
@@ -232,6 +239,23 @@ def test_pyproject_is_found_upward_and_checked(db_url: str, tmp_path: Any, monke
     (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\ndatabase_url = 5\n")
     bad = CliRunner().invoke(main, ["verify"])
     assert bad.exit_code == 2 and "database_url must be a string" in bad.output
+    for text, message in (('database_url = ""', f"[tool.oban_bridge] database_url in {tmp_path / 'pyproject.toml'}: "
+                                                "empty; leave it out"),
+                          ('database_url = "zz zz"', "[tool.oban_bridge] database_url in"),
+                          ("queues = 5", "queues must be a string"),
+                          ('queues = ["a:1"]', "queues must be a string")):
+        (tmp_path / "pyproject.toml").write_text(f"[tool.oban_bridge]\n{text}\n")
+        bad = CliRunner().invoke(main, ["start", "-m", "tests.workers"] if "queues" in text else ["verify"])
+        assert bad.exit_code == 2 and message in bad.output and "--database-url" not in bad.output, bad.output
+    # A verb's own --database-url replaces a bad one from pyproject.toml or the environment.
+    (tmp_path / "pyproject.toml").write_text('[tool.oban_bridge]\ndatabase_url = "zz zz"\n')
+    good = CliRunner().invoke(main, ["verify", "--database-url", db_url])
+    assert good.exit_code == 0, good.output
+    (tmp_path / "pyproject.toml").write_text("[tool.oban_bridge]\n")
+    good = CliRunner().invoke(main, ["verify", "--database-url", db_url], env={"DATABASE_URL": "notaurl"})
+    assert good.exit_code == 0, good.output
+    bad = CliRunner().invoke(main, ["verify"], env={"DATABASE_URL": "notaurl"})
+    assert bad.exit_code == 2 and "Invalid value for DATABASE_URL" in bad.output, bad.output
 
 
 def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(db_url: str) -> None:
@@ -320,11 +344,35 @@ def _run_start_until(db_url: str, extra_env: dict[str, str], args: list[str], jo
 
 def test_start_keeps_the_handlers_a_worker_module_configured(db_url: str, tmp_path: Any) -> None:
     target = tmp_path / "log.jsonl"
-    _run_start_until(db_url, {"LOG_WORKERS_FILE": str(target)}, ["-m", "tests.log_workers"], "retryable")
+    err = _run_start_until(db_url, {"LOG_WORKERS_FILE": str(target)}, ["-m", "tests.log_workers"], "retryable")
     records = [json.loads(line) for line in target.read_text().splitlines()]
     [failure] = [r for r in records if r["worker"] == "py.LogBoom"]
     assert failure["level"] == "WARNING" and isinstance(failure["job_id"], int)
     assert "the log must say this" in failure["error"]
+    assert "py.LogBoom failure" not in err, err  # written once, by their handler: not a second time by ours
+
+
+def test_start_lets_a_worker_module_call_basicconfig(db_url: str, tmp_path: Any) -> None:
+    """The most common setup of all: `logging.basicConfig(...)` at import. It does nothing when the
+    root logger already has a handler, so the CLI must not have installed one by then."""
+    log_file = tmp_path / "app.log"
+    (tmp_path / "basic_boom.py").write_text(
+        "import logging\nfrom oban_bridge import worker\n\n"
+        f"logging.basicConfig(filename={str(log_file)!r}, level=logging.INFO, format='APP %(levelname)s %(message)s')\n\n"
+        "@worker('py.LogBoom', queue='logq', max_attempts=3)\n"
+        "def boom(job):\n    raise RuntimeError('the log must say this')\n")
+    err = _run_start_until(db_url, {"PYTHONPATH": str(tmp_path)}, ["-m", "basic_boom"], "retryable")
+    written = log_file.read_text()
+    assert "APP WARNING job py.LogBoom failure" in written, written
+    assert "py.LogBoom failure" not in err, err
+
+
+def test_text_failure_lines_end_without_a_blank_line(db_url: str, tmp_path: Any) -> None:
+    (tmp_path / "plain_boom.py").write_text(
+        "from oban_bridge import worker\n\n@worker('py.LogBoom', queue='logq', max_attempts=3)\n"
+        "def boom(job):\n    raise RuntimeError('the log must say this')\n")
+    err = _run_start_until(db_url, {"PYTHONPATH": str(tmp_path)}, ["-m", "plain_boom"], "retryable")
+    assert "the log must say this" in err and "\n\n" not in err, err
 
 
 def test_start_log_format_json_carries_the_fields(db_url: str, tmp_path: Any) -> None:
@@ -355,6 +403,9 @@ def test_log_jobs_writes_a_line_per_job_and_nothing_without_it(db_url: str, tmp_
     loud = _run_start_until(db_url, env, ["-m", "plain_ok", "--log-jobs"], "completed")
     [line] = [json.loads(x) for x in loud.splitlines() if '"event":"success"' in x]
     assert (line["worker"], line["queue"], line["attempt"], line["state"]) == ("py.LogBoom", "logq", 1, "completed")
+    assert line["level"] == "INFO"  # as attach_default_logger's lines, so --log-level filters them
+    above = _run_start_until(db_url, env, ["-m", "plain_ok", "--log-jobs", "--log-level", "ERROR"], "completed")
+    assert '"event":"success"' not in above, above
     assert isinstance(line["job_id"], int) and line["duration"] >= 0
     by_env = _run_start_until(db_url, {**env, "OBAN_BRIDGE_LOG_JOBS": "1"}, ["-m", "plain_ok"], "completed")
     assert '"event":"success"' in by_env

@@ -320,3 +320,27 @@ def test_insert_all_copies_any_text_faithfully(db_url: str, worker: str, queue: 
                                   [inserted.id]).fetchone()
             conn.execute("DELETE FROM oban_jobs")
     assert stored == (job.worker, job.queue, job.args, job.meta, job.tags)
+
+
+def test_integers_past_64_bits_are_kept_whole_both_ways(db_url: str, bridge: ObanBridge, tmp_path: Any) -> None:
+    """Elixir integers have no size limit, Jason writes them as digits and jsonb keeps them exact;
+    orjson alone would read them as rounded floats and refuse to write them."""
+    from click.testing import CliRunner
+
+    from oban_bridge.cli import main
+
+    big = 123456789012345678901234567890
+    job = bridge.insert(Job.new("W", {"n": big, "s": "12345678901234567890123", "f": 0.1}))
+    line = tmp_path / "jobs.jsonl"
+    line.write_text(f'{{"worker": "W", "args": {{"n": {big}}}}}\n')
+    assert CliRunner().invoke(main, ["--database-url", db_url, "enqueue", "--file", str(line)]).exit_code == 0
+    with psycopg.connect(db_url, autocommit=True) as raw:
+        stored = [r[0] for r in raw.execute("SELECT args->>'n' FROM oban_jobs WHERE worker = 'W' ORDER BY id")]
+        # A row as an Elixir node writes it, read by Python.
+        elixir_id = raw.execute("INSERT INTO oban_jobs (worker, args) VALUES ('W', %s::jsonb) RETURNING id",
+                                [f'{{"n": {big}, "m": -{big}}}']).fetchone()[0]
+    assert stored == [str(big), str(big)]
+    with bridge.connection() as conn:
+        rows = dict(conn.execute("SELECT id, args FROM oban_jobs WHERE id IN (%s, %s)", [job.id, elixir_id]).fetchall())
+    assert rows[job.id] == {"n": big, "s": "12345678901234567890123", "f": 0.1}
+    assert rows[elixir_id] == {"n": big, "m": -big} and type(rows[elixir_id]["n"]) is int

@@ -20,7 +20,7 @@ def test_tags_normalised_like_the_elixir_fixture() -> None:
     assert normalize_tags(["Alpha", " beta ", "alpha", "", "gamma"]) == row["tags"]
 
 
-@given(st.lists(st.one_of(st.text(), st.integers())))
+@given(st.lists(st.text()))
 def test_tag_normalisation_properties(tags: list[Any]) -> None:
     out = normalize_tags(tags)
     assert len(out) == len(set(out))
@@ -38,6 +38,11 @@ def test_tag_normalisation_properties(tags: list[Any]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
+        ({"tags": [1]}, "tags"),  # Ecto's {:array, :string} does not cast numbers
+        ({"tags": ["ok", 2.5]}, "tags"),
+        ({"schedule_in": 1e12}, "schedule_in"),  # past year 9999: one error, not OverflowError
+        ({"schedule_in": 1e300}, "schedule_in"),
+        ({"schedule_in": 99999999999999}, "schedule_in"),
         ({"priority": -1}, "priority"),
         ({"priority": 10}, "priority"),
         ({"priority": True}, "priority"),
@@ -75,7 +80,6 @@ def test_bad_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:
         ("W", "{}", "args"),
         ("W", {"k": "\x00"}, "args"),
         ("W", {1: "non-string key"}, "args"),
-        ("W", {"big": 2**70}, "args"),
         ("W", {"x": float("nan")}, "args"),
         ("W", {"x": [1, {"y": float("-inf")}]}, "args"),
     ],

@@ -125,3 +125,58 @@ async def test_children_stop_themselves_when_the_parent_is_killed(db_url: str) -
             return False
 
     await wait_for(lambda: not any(alive(pid) for pid in nodes), timeout=30)
+
+
+def _wait_state(db_url: str, job_id: int, state: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT state::text FROM oban_jobs WHERE id = %s", [job_id]).fetchone()
+        if row and row[0] == state:
+            return
+        assert time.monotonic() < deadline and proc.poll() is None, f"job {job_id} never {state}"
+        time.sleep(0.1)
+
+
+def test_one_ctrl_c_to_the_group_is_one_graceful_stop_and_a_second_signal_to_the_parent_ends_it(db_url: str) -> None:
+    """A terminal's Ctrl-C reaches the parent and every child at once: that is one stop (the running
+    job keeps its grace), and a second signal, even to the parent alone, ends the grace at once."""
+    import tempfile
+
+    with ObanBridge(db_url) as client:
+        job = client.insert(Job.new("py.LongSleep", {"seconds": 40}, queue="slowgroup"))
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "slowgroup:1",
+             "--processes", "2", "--grace", "60"],
+            env={**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True)
+        try:
+            _wait_state(db_url, job.id, "executing", proc)
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+            time.sleep(2.0)
+            assert proc.poll() is None  # still in the grace, waiting for the job
+            with psycopg.connect(db_url) as conn:
+                assert conn.execute("SELECT state::text FROM oban_jobs WHERE id = %s", [job.id]).fetchone() \
+                    == ("executing",)
+            proc.send_signal(signal.SIGTERM)  # the second one, to the parent alone
+            code = proc.wait(20)  # the grace is 60 s
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        err.seek(0)
+        text = err.read()
+    assert code == 0, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
+def test_processes_with_a_missing_schema_or_table_is_one_line_not_a_traceback_per_child(db_url: str) -> None:
+    for extra, message in ((["--prefix", "nosuch"], "no Oban tables in schema 'nosuch'"),
+                           (["-q", "lq:local=2,global=3"], "oban-bridge migrate --limits")):
+        result = subprocess.run(
+            [sys.executable, "-m", "oban_bridge", "--database-url", db_url, "start", "-m", "tests.workers",
+             "-q", "ledger:2", "--processes", "2", *extra],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3, result.stderr

@@ -19,11 +19,24 @@ from ..errors import ObanBridgeError, ValidationError
 class Context:
     def __init__(self, database_url: str | None, prefix: str, debug: bool,
                  settings: dict[str, Any] | None = None) -> None:
-        self.database_url = database_url
+        self._database_url = database_url
+        # A bad URL from the environment or pyproject.toml is reported when a verb uses it, so a
+        # verb's own --database-url can still replace it.
+        self.url_error: click.UsageError | None = None
         self.prefix = prefix
         self.debug = debug
         self.settings = settings or {}  # [tool.oban_bridge], for the verbs that read more of it
         self.leaf: click.Context | None = None
+
+    @property
+    def database_url(self) -> str | None:
+        if self.url_error is not None:
+            raise self.url_error
+        return self._database_url
+
+    @database_url.setter
+    def database_url(self, value: str | None) -> None:
+        self._database_url, self.url_error = value, None
 
     def client(self, *, writes: bool = False) -> Any:
         from ..client import ObanBridge
@@ -112,8 +125,8 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
     """Enqueue and inspect Oban jobs from Python, on the tables Elixir Oban uses.
 
     Settings come from the options, then DATABASE_URL / OBAN_PREFIX, then [tool.oban_bridge]
-    (database_url, prefix) in ./pyproject.toml; with no database URL at all the embedded
-    PostgreSQL is used.
+    (database_url, prefix) in the nearest pyproject.toml (this directory or one above it); with no
+    database URL at all the embedded PostgreSQL is used.
     """
     from ..logs import mark
 
@@ -123,23 +136,33 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
         logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)
     settings = project_settings()
-    if database_url is None:
-        database_url = settings.get("database_url")
+    source = ctx.get_parameter_source("database_url")
+    hint = "DATABASE_URL" if source == click.core.ParameterSource.ENVIRONMENT else "'--database-url'"
+    if database_url is None and "database_url" in settings:
+        database_url, hint = settings["database_url"], f"[tool.oban_bridge] database_url in {find_pyproject()}"
     if ctx.get_parameter_source("prefix") in (click.core.ParameterSource.DEFAULT, None) and "prefix" in settings:
         prefix = settings["prefix"]
-    ctx.obj = Context(_check_url(database_url, ctx), _check_prefix(prefix, ctx), debug, settings)
+    ctx.obj = Context(None, _check_prefix(prefix, ctx), debug, settings)
+    try:
+        ctx.obj.database_url = _check_url(database_url, ctx, hint)
+    except click.UsageError as exc:
+        if source == click.core.ParameterSource.COMMANDLINE:
+            raise
+        ctx.obj.url_error = exc
 
 
-def _check_url(url: str | None, ctx: click.Context) -> str | None:
+def _check_url(url: str | None, ctx: click.Context, hint: str = "'--database-url'") -> str | None:
     if url is None:
         return None
+    if not url.strip():
+        raise click.BadParameter("empty; leave it out to use the embedded PostgreSQL", ctx, param_hint=hint)
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         conninfo_to_dict(url)
     except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError for unparsable strings
         raise click.BadParameter(f"not a PostgreSQL URL or conninfo string ({_first_line(exc)})", ctx,
-                                 param_hint="'--database-url'") from None
+                                 param_hint=hint) from None
     return url
 
 
@@ -173,7 +196,7 @@ def add_connection_options(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             add_connection_options(sub)
-        if command is main or not command.invoke_without_command:
+        if command is main:
             return
     names = {p.name for p in command.params}
     if "database_url" not in names:
@@ -217,6 +240,9 @@ def project_settings() -> dict[str, Any]:
     for key in ("database_url", "prefix"):
         if key in settings and not isinstance(settings[key], str):
             raise click.UsageError(f"{path}: [tool.oban_bridge] {key} must be a string, got {settings[key]!r}")
+    if "queues" in settings and not isinstance(settings["queues"], (str, dict)):
+        raise click.UsageError(f"{path}: [tool.oban_bridge] queues must be a string like \"badges:10,printing:2\" "
+                               f"or a table of queue = limit, got {settings['queues']!r}")
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise click.UsageError(f"{path}: unknown [tool.oban_bridge] setting {unknown[0]!r} (known: {', '.join(known)})")

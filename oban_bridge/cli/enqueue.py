@@ -8,6 +8,7 @@ from typing import Any
 import click
 import orjson
 
+from .. import jsonc
 from ..errors import ValidationError
 from ..job import Job
 from . import Context, main
@@ -17,8 +18,8 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
     if value is None:
         return None
     try:
-        decoded = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        decoded = jsonc.loads(value)
+    except jsonc.JSONDecodeError as exc:
         raise ValidationError(option, f"not valid JSON ({exc})") from None
     if not isinstance(decoded, dict):
         raise ValidationError(option, f"expected a JSON object, got {type(decoded).__name__}")
@@ -69,8 +70,8 @@ def _job_from_line(line: str, defaults: dict[str, Any]) -> Job:
     from datetime import datetime
 
     try:
-        spec = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        spec = jsonc.loads(line)
+    except jsonc.JSONDecodeError as exc:
         raise ValidationError("line", f"not valid JSON ({exc})") from None
     if not isinstance(spec, dict):
         raise ValidationError("line", "expected a JSON object with at least a worker")
@@ -93,9 +94,16 @@ def _job_from_line(line: str, defaults: dict[str, Any]) -> Job:
 
 
 def enqueue_file(obj: Context, source: str, as_json: bool, defaults: dict[str, Any]) -> None:
-    stream = click.open_file(source, "r", encoding="utf-8")
-    with stream:
-        lines = stream.read().splitlines()
+    with click.open_file(source, "rb") as stream:
+        data = stream.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ValidationError("file", f"{source}: line {line} is not UTF-8 text ({exc.reason} at byte {column} "
+                                      "of the line)") from None
+    lines = text.splitlines()
     jobs = jobs_from_lines(lines, defaults)
     if not jobs:
         raise ValidationError("file", f"no jobs in {source}")
@@ -184,7 +192,7 @@ def enqueue(
     with obj.client(writes=True) as client:
         inserted = client.insert(job)
     if as_json:
-        click.echo(orjson.dumps(inserted.to_dict()))
+        click.echo(jsonc.dumps(inserted.to_dict()))
     else:
         verb = "already enqueued (unique conflict)" if inserted.conflict else "enqueued"
         click.echo(f"{verb}: job {inserted.id} {inserted.worker} in queue {inserted.queue!r} ({inserted.state})")

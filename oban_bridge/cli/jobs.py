@@ -30,6 +30,10 @@ def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+# oban_jobs.id is a bigserial: an id past it names no job and is bad input (exit 2), named as such.
+JOB_ID = click.IntRange(1, 2**63 - 1)
+
+
 def build_filter(ids: tuple[int, ...] = (), states: tuple[str, ...] = (), queues: tuple[str, ...] = (),
                  workers: tuple[str, ...] = (), tags: tuple[str, ...] = (), meta: tuple[str, ...] = (),
                  args: tuple[str, ...] = ()) -> JobFilter:
@@ -76,7 +80,7 @@ def list_jobs(obj: Context, states: tuple[str, ...], queues: tuple[str, ...], wo
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def show_job(obj: Context, job_id: int, as_json: bool) -> None:
@@ -144,7 +148,7 @@ def _plain(value: Any) -> Any:
 
 def _bulk(name: str, plan: Callable[[str, JobFilter], Plan[list[dict[str, Any]]]], help_text: str) -> None:
     @jobs.command(name, help=help_text)
-    @click.argument("ids", nargs=-1, type=int)
+    @click.argument("ids", nargs=-1, type=JOB_ID)
     @filter_options
     @click.option("--yes", "-y", is_flag=True, help="Do not ask before changing many jobs.")
     @click.option("--json", "as_json", is_flag=True)

@@ -6,11 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+
 import orjson
+
+from .. import jsonc
 
 
 def emit_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode())
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer past 64 bits, as Elixir may store in args
+        text = jsonc.dumps(value)
+    click.echo(text.decode())
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -22,5 +29,5 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def short(value: Any, width: int = 48) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = value if isinstance(value, str) else jsonc.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 import click
-import orjson
 
+from .. import jsonc
 from .. import logs
 from ..errors import ValidationError
 from ..processes import exit_past_stuck_jobs, node_name, parse_processes
@@ -47,8 +47,8 @@ def parse_cron_entry(text: str) -> tuple[Any, ...]:
     if len(parts) == 2:
         return (expr, worker)
     try:
-        args = orjson.loads(parts[2])
-    except orjson.JSONDecodeError as exc:
+        args = jsonc.loads(parts[2])
+    except jsonc.JSONDecodeError as exc:
         raise ValidationError("cron", f"args are not valid JSON ({exc})") from None
     if not isinstance(args, dict):
         raise ValidationError("cron", "args must be a JSON object")
@@ -136,8 +136,11 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     try:
         log_settings = logs.settings(log_level, log_format, log_jobs or None)
     except ValueError as exc:
-        field = "log-level" if "level" in str(exc) else "log-jobs" if "LOG_JOBS" in str(exc) else "log-format"
-        raise ValidationError(field, str(exc)) from None
+        text = str(exc)
+        field = text.split(" must ")[0] if text.startswith("OBAN_BRIDGE_") else \
+            "log-level" if "level" in text else "log-format"
+        raise ValidationError(field, text) from None
+    logs.release()  # the module's own logging.basicConfig() must take effect (logs.configure)
     import_modules(modules)
     if not registry():
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
@@ -151,9 +154,9 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     click.echo(f"oban-bridge: running {', '.join(_describe(q, o) for q, o in limits.items())} "
                f"with workers {', '.join(sorted(registry()))}"
                + (f" in {count} processes" if count > 1 else ""), err=True)
-    if count == 1:
-        from ..client import ObanBridge
+    from ..client import ObanBridge
 
+    if count == 1:
         ObanBridge(obj.database_url, node=node, plugins=default_plugins(settings=settings), **kwargs).run()
         exit_past_stuck_jobs()
         return
@@ -161,6 +164,12 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
 
     # Resolve the URL once here: children must share one database, never each start an embedded one.
     url = Config(database_url=obj.database_url, prefix=obj.prefix).resolved_url()
+    # A database that is down or lacks the schema is one line here, not a traceback per child.
+    check = ObanBridge(url, prefix=obj.prefix, queues=limits)  # not entered: that would start the queues
+    try:
+        check.preflight()
+    finally:
+        check.close()
     make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
                              modules=modules, settings=settings, log_settings=log_settings, kwargs=kwargs)
     sys.exit(run_processes(make, count, stop_timeout=grace + 30.0))
@@ -182,6 +191,7 @@ def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: t
     """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
     from ..client import ObanBridge
 
+    logs.release()
     import_modules(modules)
     logs.configure(*log_settings)
     return ObanBridge(url, node=node_name(base_node, index, processes), plugins=default_plugins(settings=settings),

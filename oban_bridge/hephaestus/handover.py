@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 
+from .. import jsonc
 from ..db import Plan, Query, prefixed
 from ..engine import db_now, error_record
 from ..errors import ValidationError
@@ -218,7 +218,7 @@ def handover_plan(prefix: str, heph_prefix: str, h: Handover) -> Plan[HandoverRe
         raise HandoverError("config_key", f"no config_key known for {instance.id!r}: pass the runner's config key")
     rows = yield Query(prefixed("heph_insert_result", prefix, heph=heph), {
         "id": instance.id, "step_ref": step_ref, "event": h.event,
-        "context": orjson.dumps(h.context).decode(), "metadata": orjson.dumps(h.metadata).decode(),
+        "context": jsonc.dumps(h.context).decode(), "metadata": jsonc.dumps(h.metadata).decode(),
         "workflow_version": instance.workflow_version,
     })
     if not rows:
@@ -257,7 +257,7 @@ def failure_plan(prefix: str, heph_prefix: str, args: Mapping[str, Any], error_t
     step_args = {"instance_id": instance_id, "config_key": config_key, "step_ref": step_ref,
                  "workflow": instance.workflow, "workflow_version": instance.workflow_version}
     yield Query(prefixed("heph_discarded_step", prefix), {
-        "args": orjson.dumps(step_args).decode(), "meta": orjson.dumps(meta).decode(), "tags": tags,
+        "args": jsonc.dumps(step_args).decode(), "meta": jsonc.dumps(meta).decode(), "tags": tags,
         "error": error_record(attempt, now, error_text), "attempt": attempt, "max_attempts": max_attempts,
         "now": now, "attempted_by": attempted_by,
     })

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import set_json_loads
 
-import orjson
 
 from psycopg import sql
 
+from .. import jsonc
 from ..db import prefixed, run_async
 from ..executor import format_exception
 from ..insert import settle_plan, unique_lock_plan
@@ -112,7 +112,7 @@ def step(step_ref: str, *, events: Iterable[str], context_keys: Iterable[str] = 
 
 async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
     conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    set_json_loads(orjson.loads, conn)
+    set_json_loads(jsonc.loads, conn)
     return conn
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from .. import jsonc
 from ..errors import ValidationError
 
 FIELD = "encrypted"
@@ -39,7 +40,7 @@ def _cipher(key: bytes, iv: bytes) -> Any:
 def encrypt(args: dict[str, Any], source: Callable[[], str | bytes]) -> dict[str, Any]:
     iv = os.urandom(16)
     encryptor = _cipher(key_bytes(source), iv).encryptor()
-    data = encryptor.update(orjson.dumps(args)) + encryptor.finalize()
+    data = encryptor.update(jsonc.dumps(args)) + encryptor.finalize()
     return {FIELD: base64.b64encode(iv + data).decode()}
 
 
@@ -51,7 +52,7 @@ def decrypt(args: dict[str, Any], source: Callable[[], str | bytes]) -> dict[str
     decryptor = _cipher(key_bytes(source), raw[:16]).decryptor()
     plain = decryptor.update(raw[16:]) + decryptor.finalize()
     try:
-        value = orjson.loads(plain)
+        value = jsonc.loads(plain)
     except orjson.JSONDecodeError:
         raise ValueError("encrypted args did not decrypt: wrong key?") from None
     if not isinstance(value, dict):
