@@ -23,10 +23,11 @@ On one PostgreSQL server (DATABASE_URL, else the embedded one), in this order:
   joblog      the start measure again with a log line per job (`--log-jobs`), text and JSON, written
               to a file as a service manager would collect stderr: jobs/s against the same run
               without per-job lines, and the log's size;
-  limits      2 `oban-bridge start` nodes on one queue, 20,000 def no-ops: `bench:100` each against
-              `bench:local=100,global=100` (at most 100 at once over both), best of 2, interleaved;
-              jobs/s, the peak running at once, and transactions per 1,000 jobs (pg_stat_database):
-              the coordination's cost (a limited fetch is 1 transaction of 5 statements);
+  limits      2 `oban-bridge start` nodes on one queue, 20,000 def no-ops: `bench:local=100,global=100`
+              (at most 100 at once over both) against `bench:100` each (200 slots) and `bench:50`
+              each (the same 100 slots), best of 2, interleaved; jobs/s, the peak running at once,
+              and transactions per 1,000 jobs (pg_stat_database): the coordination's cost (claims
+              renewed a few times a second per busy node; fetches as unlimited ones);
   idle        `oban-bridge start` with 4 queues (a:100,b:10,c:10,d:50) and its default plugins on an
               empty table: statements/s (pg_stat_database, less the probe's own) and CPU% of a core.
 The throughput and queues lines also report the peak concurrency seen.
@@ -333,9 +334,10 @@ def bridge_limits(url: str, jobs: int) -> dict[str, float]:
         assert row is not None
         return int(row[0])
 
-    out: dict[str, list[float]] = {"plain": [], "global": [], "plain_x": [], "global_x": [], "peak": []}
+    out: dict[str, list[float]] = {"plain": [], "global": [], "half": [], "plain_x": [], "global_x": [], "half_x": [],
+                                   "peak": []}
     for _ in range(2):
-        for mode, queues in (("plain", "bench:100"), ("global", "bench:local=100,global=100")):
+        for mode, queues in (("plain", "bench:100"), ("global", "bench:local=100,global=100"), ("half", "bench:50")):
             asyncio.run(reset(url))
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
@@ -359,8 +361,9 @@ def bridge_limits(url: str, jobs: int) -> dict[str, float]:
             out[mode + "_x"].append((x1 - x0) / jobs * 1000)
             if mode == "global":
                 out["peak"].append(peak(url, "bench"))
-    return {"plain": max(out["plain"]), "global": max(out["global"]), "peak": max(out["peak"]),
-            "plain_x": min(out["plain_x"]), "global_x": min(out["global_x"])}
+    return {"plain": max(out["plain"]), "global": max(out["global"]), "half": max(out["half"]),
+            "peak": max(out["peak"]), "plain_x": min(out["plain_x"]), "global_x": min(out["global_x"]),
+            "half_x": min(out["half_x"])}
 
 
 def bridge_idle(url: str, warmup: float, window: float) -> dict[str, float]:
@@ -497,9 +500,11 @@ def table(p: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any] | None
         lines.append(f"{'2 nodes, one queue, bench:100 each (jobs/s)':<50}{lim['plain']:>12,.0f}")
         lines.append(f"{'  global_limit=100 over both (jobs/s)':<50}{lim['global']:>12,.0f}"
                      f"{lim['global'] / lim['plain']:>17.0%}")
+        lines.append(f"{'  bench:50 each, the same 100 slots (jobs/s)':<50}{lim['half']:>12,.0f}"
+                     f"{lim['global'] / lim['half']:>17.0%}")
         lines.append(f"{'  peak running at once with global_limit=100':<50}{lim['peak']:>12}")
-        lines.append(f"{'  transactions per 1,000 jobs, plain / global':<50}"
-                     f"{lim['plain_x']:>7.0f} / {lim['global_x']:.0f}")
+        lines.append(f"{'  transactions per 1,000 jobs, 100 / global / 50':<50}"
+                     f"{lim['plain_x']:>7.0f} / {lim['global_x']:.0f} / {lim['half_x']:.0f}")
     if "idle" in ours:
         lines.append(f"{'idle start, 4 queues, plugins: statements/s':<50}{ours['idle']['statements']:>12.1f}")
         lines.append(f"{'  CPU (% of one core)':<50}{100 * ours['idle']['cpu']:>11.1f}%")

@@ -1,9 +1,9 @@
 """The fetch of a queue with a global or rate limit (limits.py), for the producer.
 
-One round trip, pipelined: BEGIN, the queue's lock (queries/limits_lock.sql), the acks and the
-held-back fetch (queries/limited_fetch.sql), a probe of what is left (queries/limits_probe.sql),
-COMMIT. Five statements where an unlimited queue sends one: that is the coordination's cost,
-measured by bench/run.py --only limits.
+One message, one transaction: the acks (queries/ack_fetch_jobs.sql with no demand), the queue's
+lock (queries/limits_lock.sql), the held-back fetch (queries/limited_fetch.sql) and a probe of
+what is left (queries/limits_probe.sql). Four statements where an unlimited queue sends one: that
+is the coordination's cost, measured by bench/run.py --only limits.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
 from .db import Plan, Query, prefixed
-from .engine import Ack
+from .engine import Ack, db_now, encode_acks
 from .limits import RATE_BUCKETS, Partition, QueueOptions, queue_options
 
 # How many available rows of still-open partitions one fetch reads at most. Partitions at their
@@ -54,16 +53,28 @@ class Fetched:
     rate_wait: float | None  # seconds until the oldest counted start leaves the rate window
 
 
+@dataclass(slots=True)
+class Claim:
+    cap: int  # how many jobs the producer may run from now on (it stops fetching above this)
+    claim: int  # what its row holds: at least what it runs
+    want: int  # what it could use: what it runs plus the available jobs, up to its ask
+    target: int  # its fair share of what it wants: a cap below it waits for slots others free
+
+
 class Limiter:
     """Statements and parameters of one limited queue, composed once."""
 
-    def __init__(self, prefix: str, queue: str, options: QueueOptions) -> None:
+    def __init__(self, prefix: str, queue: str, options: QueueOptions, *, poll_interval: float = 1.0) -> None:
         self.prefix = prefix
         self.queue = queue
         self.options = options
         key, key_params = partition_key(options.partition)
         self.fetch = prefixed("limited_fetch", prefix, key=key)
         self.lock = prefixed("limits_lock", prefix)
+        self.acks = prefixed("ack_fetch_jobs", prefix)
+        self.claim_sql = prefixed("limit_claim", prefix)
+        # A claim not renewed for this long is dropped (its producer renews every poll interval).
+        self.lease = max(10.0, 10 * poll_interval)
         self.probe = prefixed("limits_probe", prefix)
         rate = options.rate_limit
         self.params: dict[str, Any] = {
@@ -76,29 +87,51 @@ class Limiter:
             **key_params,
         }
 
+    @property
+    def claims(self) -> bool:
+        """A global limit over the whole queue is shared out as claims (queries/limit_claim.sql):
+        fetches then need no lock. Partitions and rate limits count per fetch, under the lock."""
+        return self.options.global_limit is not None and self.options.partition is None \
+            and self.options.rate_limit is None
+
+    async def claim(self, conn: psycopg.AsyncConnection[Any], producer: str, want: int, floor: int) -> Claim:
+        """Renew this producer's claim: it runs `floor` jobs and could use `want`."""
+        params = {"prefix": self.prefix, "queue": self.queue, "producer": producer, "global": self.options.global_limit,
+                  "want": max(want, floor), "floor": floor, "lease": self.lease}
+        cursor = psycopg.AsyncClientCursor(conn, row_factory=tuple_row)
+        await cursor.execute(";\n".join([cursor.mogrify(self.lock, params),
+                                          cursor.mogrify(self.claim_sql, params)]).encode())
+        cursor.nextset()
+        cap, claim, wanted, target = (await cursor.fetchone()) or (0, floor, 0, 0)
+        return Claim(int(cap), int(claim), int(wanted), int(target))
+
     def check_meta(self, local_limit: int) -> dict[str, Any]:
         return check_meta(self.options, local_limit)
 
     async def ack_fetch(self, conn: psycopg.AsyncConnection[Any], acks: Sequence[Ack], demand: int,
                         attempted_by: list[str]) -> Fetched:
         params = dict(self.params)
-        params.update(
-            acks=orjson.dumps([{"id": a.id, "state": a.state, "at": a.at, "scheduled_at": a.scheduled_at,
-                                "bump": a.bump, "rewind": a.rewind, "error": a.error, "meta": a.meta}
-                               for a in acks]).decode(),
-            demand=demand, attempted_by=attempted_by,
-        )
+        params.update(demand=demand, attempted_by=attempted_by)
         if self.options.partition is None:
             params["scan"] = demand  # one partition: the first `demand` open rows are the ones
-        async with conn.pipeline():
-            async with conn.transaction():
-                await conn.execute(self.lock, params)
-                fetch = conn.cursor(row_factory=tuple_row)
-                await fetch.execute(self.fetch, params)
-                probe = conn.cursor(row_factory=tuple_row)
-                await probe.execute(self.probe, params)
-        rows = await fetch.fetchall()
-        more, wait_ms = (await probe.fetchone()) or (False, None)
+        # One simple-protocol message of several statements: PostgreSQL runs it as one implicit
+        # transaction, each statement with a snapshot of its own (READ COMMITTED), and the client
+        # sends it whole. A pipeline would send the statements one await at a time, and a busy
+        # event loop between them keeps the lock held while the server waits for the next one.
+        # The values are bound by psycopg's client-side binding (mogrify), as literals it quotes.
+        cursor = psycopg.AsyncClientCursor(conn, row_factory=tuple_row)
+        parts = []
+        if acks:  # before the lock: the lock is held for the fetch alone
+            parts.append(cursor.mogrify(self.acks, {"acks": encode_acks(acks), "queue": self.queue, "demand": 0,
+                                                    "now": db_now(), "attempted_by": attempted_by}))
+        parts += [cursor.mogrify(self.lock, params), cursor.mogrify(self.fetch, params),
+                  cursor.mogrify(self.probe, params)]
+        await cursor.execute(";\n".join(parts).encode())
+        for _ in range(len(parts) - 2):  # to the fetch's result
+            cursor.nextset()
+        rows = await cursor.fetchall()
+        cursor.nextset()
+        more, wait_ms = (await cursor.fetchone()) or (False, None)
         return Fetched(rows, bool(more), None if wait_ms is None else max(0.0, float(wait_ms)) / 1000)
 
 

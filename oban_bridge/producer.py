@@ -30,7 +30,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
@@ -48,6 +48,15 @@ from .threads import JobThreads
 from .worker import Cancel, Error, WorkerSpec, lookup
 
 log = logging.getLogger(__name__)
+
+# A fetch held back by a global limit that other nodes fill checks again after this many seconds,
+# doubling while it finds nothing, up to the poll interval (Producer._held_back); a producer
+# wanting a larger claim asks again as often, doubling up to CLAIM_RETRY_MAX.
+CAPPED_RETRY = 0.02
+CLAIM_RETRY_MAX = 0.05
+# A producer holding a claim renews it this often: it is how it hears that others want a share
+# (each renewal is one short transaction under the queue's lock, only while the queue is busy).
+CLAIM_RENEW = 0.25
 
 
 def iso_now() -> str:
@@ -98,9 +107,19 @@ class Producer:
         self.resolve = resolve
         self.options = options or QueueOptions(local_limit=limit)
         # A global or rate limit: fetches coordinate with the other nodes (limiter.py).
-        self.limiter = Limiter(prefix, queue, self.options) if self.options.limited else None
+        self.limiter = Limiter(prefix, queue, self.options, poll_interval=poll_interval) if self.options.limited else None
         self._capped = False  # the last fetch left jobs the limits held back
+        self._capped_retry = CAPPED_RETRY
         self._rate_timer: asyncio.TimerHandle | None = None
+        # A global limit over the whole queue: this producer's claim (limiter.claims, limit_claim.sql).
+        self._cap = 0  # jobs it may run: it fetches no more
+        self._claimed = 0  # what its row holds (>= what it runs)
+        self._share = 1  # its fair share, as the last renewal computed it
+        self._claiming = False
+        self._claim_at = 0.0
+        self._claim_retry = CAPPED_RETRY
+        self._claim_timer: asyncio.TimerHandle | None = None
+        self._claim_due: float | None = None  # when the timer wakes the loop for a renewal (monotonic)
         # Jobs holding a slot: fetched, and their outcome not yet committed.
         self.running: dict[int, Attempt] = {}
         self._pending: list[Ack] = []  # finished, not yet sent
@@ -172,7 +191,7 @@ class Producer:
     def reconfigure(self, options: QueueOptions) -> None:
         """New limits from a scale signal (Pro's scale_queue options): the next fetch obeys them."""
         self.options = options
-        self.limiter = Limiter(self.prefix, self.queue, options) if options.limited else None
+        self.limiter = Limiter(self.prefix, self.queue, options, poll_interval=self.poll_interval) if options.limited else None
         self._capped = False
         self.scale(options.local_limit)
 
@@ -246,7 +265,8 @@ class Producer:
             return 0
         if self._fetching and not self._backlog:
             return 0  # one fetch at a time until one comes back full: a poll is one statement
-        free = self.limit - len(self.running) + acks - self._reserved
+        limit = self.limit if not self._claims else min(self.limit, self._cap)
+        free = limit - len(self.running) + acks - self._reserved
         return max(0, min(free, -(-self.limit // self.lanes)))
 
     def _done_waiting(self) -> bool:
@@ -262,13 +282,17 @@ class Producer:
             now = time.monotonic()
             if now - self._last_fetch >= self.poll_interval:
                 self._more = True  # the poll: a notification may have been missed
+            if self._claims:
+                self._maybe_claim(now)
             self._dispatch(now)
             self.started.set()
             if not self.running and not self._pending and not self._inflight:
                 self._idle.set()
             else:
                 self._idle.clear()
-            if self._done_waiting():
+            if self._done_waiting() and not self._claiming:
+                if self._claims and self._claimed:
+                    await self._claim(0, sum(1 for a in self.running.values() if not a.finished))
                 return
             timeout = self._last_fetch + self.poll_interval - time.monotonic()
             try:
@@ -304,7 +328,7 @@ class Producer:
         fetched = None
         try:
             async with self.pool.connection() as conn:
-                if self.limiter is not None and demand:
+                if self.limiter is not None and demand and not self.limiter.claims:
                     fetched = await self.limiter.ack_fetch(conn, acks, demand, [self.node, self.uuid])
                     rows = fetched.rows
                 else:
@@ -347,16 +371,92 @@ class Producer:
             self._inflight -= 1
             self._wake.set()
 
+    # --- claims: a global limit over the whole queue (limiter.claims) ----------------------------
+    @property
+    def _claims(self) -> bool:
+        return self.limiter is not None and self.limiter.claims
+
+    def _maybe_claim(self, now: float) -> None:
+        """Renew the claim when one is due: to get more slots (with a backoff while none come), to
+        hand back what it no longer uses, and every poll interval while it holds some (the lease;
+        and how it hears that others want a share)."""
+        if self._claiming:
+            return
+        used = len(self.running) + self._reserved
+        want = max(self.limit, used) if self._more and not self.paused and not self._stopping else used
+        if self._claimed > max(self._cap, used) or (self._claimed > want and want <= self._cap):
+            due = self._claim_at + 0.01  # slots it may not or need not use: hand them back now
+        elif want > self._cap and self._cap < self._share:
+            due = self._claim_at + self._claim_retry  # short of its share: slots may free any moment
+        elif self._claimed or want > self._cap:
+            due = self._claim_at + min(CLAIM_RENEW, self.poll_interval)
+        else:
+            return
+        if now >= due:
+            task = asyncio.create_task(self._claim(want, used))
+            self._cycles.add(task)
+            task.add_done_callback(self._cycles.discard)
+        elif self._claim_due is None or self._claim_due > due:
+            if self._claim_timer is not None:
+                self._claim_timer.cancel()
+            self._claim_due = due
+            self._claim_timer = asyncio.get_running_loop().call_later(due - now, self._claim_wake)
+
+    def _claim_wake(self) -> None:
+        self._claim_due = self._claim_timer = None
+        self._wake.set()
+
+    def _claim(self, want: int, used: int) -> Coroutine[Any, Any, None]:
+        """Freeze the cap at what runs now, before any other cycle can reserve more (the renewal
+        records `used` as the floor of the claim), then renew."""
+        self._claiming = True
+        previous, wakes = self._cap, self._wakes
+        self._cap = min(self._cap, used)  # nothing beyond what runs until the new claim commits
+        return self._renew(want, used, previous, wakes)
+
+    async def _renew(self, want: int, used: int, previous: int, wakes: int) -> None:
+        assert self.limiter is not None
+        try:
+            async with self.pool.connection() as conn:
+                got = await self.limiter.claim(conn, self.uuid, want, used)
+        except Exception as exc:  # noqa: BLE001 - the cap stays at what runs; try again later
+            self._claim_retry = min(max(self._claim_retry * 2, 0.05), 5.0)
+            log.warning("renewing the queue's share of its global limit failed, retrying",
+                        extra={"queue": self.queue, "error": str(exc).strip(), "retry_in": self._claim_retry})
+        else:
+            self._cap, self._claimed, self._share = got.cap, got.claim, got.target
+            if got.cap > previous:
+                self._claim_retry = CAPPED_RETRY
+            elif want > got.cap:
+                self._claim_retry = min(self._claim_retry * 2, CLAIM_RETRY_MAX, self.poll_interval)
+            if want > used >= got.want and wakes == self._wakes:
+                self._more = False  # no job available: nothing to claim until one is inserted
+        finally:
+            self._claim_at = time.monotonic()
+            self._claiming = False
+            self._wake.set()
+
     def _held_back(self, fetched: Any) -> None:
         """A limited fetch came back short with jobs left: the limits held them back. Fetch again
-        when one of ours finishes (a global slot frees) or the rate window moves on; the poll
-        covers slots freed by other nodes."""
+        when one of ours finishes (a global slot frees), when the rate window moves on, and — for
+        slots the other nodes free, which nothing announces — after a short wait that doubles
+        while the fetches keep coming back empty (CAPPED_RETRY up to the poll interval)."""
         self._capped = fetched.more and not self._backlog
-        if self._capped and fetched.rate_wait is not None and self.options.rate_limit is not None:
+        if fetched.rows:
+            self._capped_retry = CAPPED_RETRY
+        if not self._capped:
+            return
+        delays = []
+        if fetched.rate_wait is not None and self.options.rate_limit is not None:
+            delays.append(fetched.rate_wait)
+        if self.options.global_limit is not None:
+            delays.append(self._capped_retry)
+            self._capped_retry = min(self._capped_retry * 2, self.poll_interval)
+        if delays:
             if self._rate_timer is not None:
                 self._rate_timer.cancel()
             self._rate_timer = asyncio.get_running_loop().call_later(
-                max(0.005, min(fetched.rate_wait, self.poll_interval)), self.wake)
+                max(0.005, min(min(delays), self.poll_interval)), self.wake)
 
     # --- running jobs -------------------------------------------------------------------------------
     def _start(self, job: Job) -> None:

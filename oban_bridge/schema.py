@@ -175,16 +175,20 @@ def render_sql(name: str, prefix: str) -> sql.Composed:
 LIMITS_TABLE = "oban_bridge_rate_limits"
 
 
+LIMITS_TABLES = (LIMITS_TABLE, "oban_bridge_limit_claims")
+
+
 def has_limits_table_plan(prefix: str) -> Plan[bool]:
-    rows = yield Query(sql.SQL("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL AS present"),
-                       [prefix, LIMITS_TABLE])
+    """Whether `migrate --limits` made every table of schema/bridge_limits.sql."""
+    rows = yield Query(sql.SQL("SELECT bool_and(to_regclass(format('%%I.%%I', %s::text, t)) IS NOT NULL) AS present "
+                               "FROM unnest(%s::text[]) AS t"), [prefix, list(LIMITS_TABLES)])
     return bool(rows[0]["present"])
 
 
 def limits_table_missing(prefix: str, queues: Sequence[str]) -> SchemaError:
     return SchemaError(
         f"queue(s) {', '.join(sorted(queues))} have a global or rate limit, which needs oban_bridge's own "
-        f"table {prefix}.{LIMITS_TABLE}: run `oban-bridge migrate --limits`"
+        f"tables {prefix}.{LIMITS_TABLE} and {prefix}.{LIMITS_TABLES[1]}: run `oban-bridge migrate --limits`"
         + (f" --prefix {prefix}" if prefix != "public" else ""))
 
 
@@ -337,7 +341,7 @@ class Verification:
         head = f"schema {self.prefix!r}: Oban migration version {self.version}"
         if self.version is not None and self.version < CURRENT_VERSION:
             head += f" (current is {CURRENT_VERSION}: `oban-bridge migrate` upgrades it)"
-        own = f"; oban_bridge's own {LIMITS_TABLE} table is present" if self.limits else ""
+        own = f"; oban_bridge's own {' and '.join(LIMITS_TABLES)} tables are present" if self.limits else ""
         if not self.differences:
             return head + ", identical to Elixir Oban 2.23.1" + own
         return head + f", {len(self.differences)} difference(s) from Elixir Oban 2.23.1" + own

@@ -94,8 +94,42 @@ async def test_a_global_limit_is_never_exceeded_across_four_nodes(db_url: str) -
         await wait_for(lambda: count(db_url, "state = 'completed'") == 600, timeout=120)
     assert peak(db_url) <= 5
     assert peak(db_url) >= 3  # the limit was a ceiling, not a crawl
-    # (How the 5 slots are shared among nodes is not promised: a busy node refetching on its own
-    # completions can keep them while the others find the limit full at each poll.)
+
+
+async def test_a_global_limit_is_shared_fairly_between_busy_nodes(db_url: str) -> None:
+    """Two nodes, each able to run all 10 slots alone: while both have work, each gets about half.
+    Without fair shares a node that refetches as its own jobs finish keeps every slot and the other
+    finds the limit full at each poll."""
+    prepare(db_url)
+    insert(db_url, [Job.new("py.LimitSpan", {"ms": 40}, queue="lim") for _ in range(600)])
+    with nodes(db_url, "lim:local=10,global=10", 2):
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 600, timeout=120)
+    assert peak(db_url) <= 10
+    both = spans(db_url, """
+        WITH w AS (SELECT max(first) AS t0, min(last) AS t1 FROM (
+                     SELECT node, min(started_at) AS first, max(started_at) AS last FROM limit_spans GROUP BY node) n)
+        SELECT node, count(*) FROM limit_spans, w WHERE started_at BETWEEN w.t0 AND w.t1 GROUP BY node""")
+    counts = dict(both)
+    assert len(counts) == 2, counts
+    assert min(counts.values()) >= 0.35 * sum(counts.values()), counts  # half each, give or take
+
+
+async def test_an_idle_node_with_a_global_limit_holds_no_claim_and_stays_quiet(db_url: str) -> None:
+    """Claims are held only while a node runs jobs: idle, its polls leave no row behind and cost a
+    few statements a second, not a fetch per finished job or a lock per cycle."""
+    import asyncio
+
+    prepare(db_url)
+    insert(db_url, [Job.new("py.LimitSpan", {"ms": 5}, queue="lim") for _ in range(50)])
+    with nodes(db_url, "lim:local=10,global=10", 1):
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 50, timeout=60)
+        await asyncio.sleep(1.5)
+        assert spans(db_url, "SELECT count(*) FROM oban_bridge_limit_claims")[0][0] == 0
+        await asyncio.sleep(11)  # PostgreSQL flushes a backend's statistics at most every 10 s idle
+        before = spans(db_url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0][0]
+        await asyncio.sleep(12)
+        after = spans(db_url, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0][0]
+    assert (after - before) / 12 < 15, after - before
 
 
 async def test_a_rate_limit_never_lets_a_window_of_its_period_hold_more_starts(db_url: str) -> None:

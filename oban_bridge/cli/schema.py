@@ -13,8 +13,9 @@ from . import Context, main
 @click.option("--version", "version", type=click.IntRange(1, CURRENT_VERSION), default=CURRENT_VERSION,
               show_default=True, help="Oban migration version to reach.")
 @click.option("--limits", is_flag=True,
-              help="Also create oban_bridge's own table for rate limits (oban_bridge_rate_limits), "
-                   "which queues with rate= need. Elixir's schema is not changed by it.")
+              help="Also create oban_bridge's own tables for global and rate limits (oban_bridge_rate_limits, "
+                   "oban_bridge_limit_claims), which queues with global= or rate= need. Elixir's schema is not "
+                   "changed by it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def migrate(obj: Context, version: int, limits: bool, as_json: bool) -> None:
@@ -37,7 +38,8 @@ def migrate(obj: Context, version: int, limits: bool, as_json: bool) -> None:
     else:
         click.echo(f"schema {result.prefix!r} is already at version {result.from_version}; nothing to do")
     if result.limits:
-        click.echo(f"oban_bridge's rate-limit table {result.prefix}.oban_bridge_rate_limits is in place")
+        click.echo(f"oban_bridge's limit tables {result.prefix}.oban_bridge_rate_limits and "
+                   f"{result.prefix}.oban_bridge_limit_claims are in place")
 
 
 @main.command()

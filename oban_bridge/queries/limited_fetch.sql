@@ -1,36 +1,22 @@
--- The fetch of a queue with a global or rate limit (limits.py): ack_fetch_jobs.sql's acks and
--- fetch, with the fetch held to the limits. It runs in a transaction right after
--- limits_lock.sql, which every node's fetch for this queue takes: so it reads the other nodes'
--- committed fetches (READ COMMITTED takes this statement's snapshot after the lock was granted)
--- and no one fetches between its count and its commit. That is what makes a global limit exact at
--- every instant, without a counter that could drift from the table.
+-- The fetch of a queue with a global or rate limit (limits.py): ack_fetch_jobs.sql's fetch, held
+-- to the limits. It runs in a transaction after this cycle's acks (ack_fetch_jobs.sql with no
+-- demand: their jobs no longer count as running) and right after limits_lock.sql, which every
+-- node's fetch for this queue takes: so it reads the other nodes' committed fetches (READ
+-- COMMITTED takes this statement's snapshot after the lock was granted) and no one fetches
+-- between its count and its commit. That is what makes a global limit exact at every instant,
+-- without a counter that could drift from the table. The acks run before the lock, so the time
+-- the lock is held (every node's fetches of the queue wait on it) is the fetch's alone.
 --
 -- {key} is the partition of a job row `j` (limits.py: a fixed expression over the worker and
 -- the args keys as parameters; '[]' without a partition). Per partition:
---   running: the queue's executing jobs, less those this statement acks (global_limit);
+--   running: the queue's executing jobs (global_limit);
 --   recent:  the starts counted in the last RATE_BUCKETS + 1 sub-windows (rate_limit): any window
 --            of one period lies within them, so no window ever holds more than `allowed` starts.
 -- Partitions at their limit are skipped by the scan rather than stopping it: jobs of other
 -- partitions behind them are fetched (no head-of-line blocking). The scan reads at most `scan`
 -- available rows of the partitions still open (limits.py PARTITION_SCAN).
 -- Starts are stamped with the database's clock, read after the lock: one clock for every node.
-WITH acked AS (
-  UPDATE {prefix}.oban_jobs AS j
-  SET state = a.state::{prefix}.oban_job_state,
-      completed_at = CASE WHEN a.state = 'completed' THEN a.at ELSE j.completed_at END,
-      cancelled_at = CASE WHEN a.state = 'cancelled' THEN a.at ELSE j.cancelled_at END,
-      discarded_at = CASE WHEN a.state = 'discarded' THEN a.at ELSE j.discarded_at END,
-      scheduled_at = COALESCE(a.scheduled_at, j.scheduled_at),
-      max_attempts = j.max_attempts + a.bump,
-      attempt = greatest(j.attempt - a.rewind, 0),
-      errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || ARRAY[a.error::jsonb] END,
-      meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE COALESCE(j.meta, '{{}}'::jsonb) || a.meta END
-  FROM json_to_recordset(%(acks)s::json)
-       AS a(id bigint, state text, at timestamp, scheduled_at timestamp, bump int, rewind int, error text, meta jsonb)
-  WHERE j.id = a.id
-  RETURNING j.id
-),
-clock AS MATERIALIZED (
+WITH clock AS MATERIALIZED (
   SELECT t AT TIME ZONE 'UTC' AS now,
          floor(extract(epoch FROM t) * 1000 / %(bucket_ms)s)::bigint AS bucket
   FROM clock_timestamp() AS t
@@ -39,7 +25,6 @@ running AS MATERIALIZED (
   SELECT {key} AS k, count(*) AS n
   FROM {prefix}.oban_jobs AS j
   WHERE %(global)s::int IS NOT NULL AND j.state = 'executing' AND j.queue = %(queue)s
-    AND NOT EXISTS (SELECT 1 FROM acked WHERE acked.id = j.id)
   GROUP BY 1
 ),
 recent AS MATERIALIZED (
