@@ -218,7 +218,6 @@ async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], 
     result to record instead of running it, or None to run it. A chain wait in place ends when
     the node starts stopping: the job is written back as waiting, not left for the lifeline."""
     from .pro import chain as chain_mod
-    from .pro.options import CHAIN_HALTED
 
     assert attempt.spec is not None
     pro, job = attempt.spec.pro, attempt.job
@@ -227,15 +226,30 @@ async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], 
     chain = pro.chain
     if chain is None or chain_mod.META_KEY not in (job.meta or {}):
         return None
-    import orjson
-
-    from .db import prefixed
-
     partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
+    skip = [state for state, policy in (("discarded", chain.on_discarded), ("cancelled", chain.on_cancelled))
+            if policy == "ignore"]
+    try:
+        return await _chain_gate(chain, pool, prefix, partition, skip, job, stopping)
+    except asyncio.CancelledError:
+        if attempt.stop != "shutdown" and not stopping():
+            raise  # a pkill (a cancel from Oban Web or the CLI): recorded as Elixir records it
+        # The node stopped while it waited for its upstream: written back as waiting, not left
+        # executing for a lifeline that would count the wait as an attempt.
+        return chain_mod.ChainWait(chain.wait_snooze)
+
+
+async def _chain_gate(chain: Any, pool: Any, prefix: str, partition: str, skip: list[str], job: Job,
+                      stopping: Callable[[], bool]) -> Any:
+    from .db import prefixed
+    from .pro import chain as chain_mod
+    from .pro.options import CHAIN_HALTED
+
     checks = 0
     while True:
         async with pool.connection() as conn:
-            cur = await conn.execute(prefixed("chain_upstream", prefix), {"partition": partition, "id": job.id})
+            cur = await conn.execute(prefixed("chain_upstream", prefix),
+                                     {"partition": partition, "id": job.id, "skip": skip})
             row = await cur.fetchone()
         decision = chain_mod.decide(chain, (row[0], row[1]) if row else None)
         if decision.action == "run":
@@ -249,7 +263,12 @@ async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], 
         if checks >= chain.wait_retry or stopping():
             return chain_mod.ChainWait(chain.wait_snooze)
         checks += 1
-        await asyncio.sleep(chain.wait_sleep / 1000)
+        # In slices, so a node that starts stopping writes the job back at once rather than
+        # after a long wait_sleep; and if the stop cancels the wait, it is written back too
+        # (a wait is not a run: left executing, the lifeline would count it as an attempt).
+        until = time.monotonic() + chain.wait_sleep / 1000
+        while not stopping() and (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
 
 def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome | None:
@@ -260,6 +279,8 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
         attempt.timer.cancel()
         attempt.timer = None
     job, spec, stop = attempt.job, attempt.spec, attempt.stop
+    if isinstance(result, ChainWait) and stop == "shutdown":
+        stop = None  # a wait ended by the node's stop: written back as waiting, never left executing
     if stop == "shutdown":
         # Stopped because the node is (a cancelled task, a job that heeded job.cancelled, a killed
         # child): no outcome, the row stays executing for the lifeline, as Elixir leaves a job its

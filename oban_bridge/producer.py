@@ -528,6 +528,9 @@ class Producer:
                 if spec.pro is not None else None
             if early is not None:
                 result = early
+                # A job the deadline or a halt cancels still finished processing: its
+                # after_process hooks run ("regardless of status", the Pro docs).
+                attempt.hooks = hooks.for_spec(spec)
             else:
                 prepare(attempt)
                 if not spec.is_async or spec.isolation == "process":

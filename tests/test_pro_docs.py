@@ -19,6 +19,10 @@ import pytest
 from oban_bridge import AsyncObanBridge, Cancel, Error, Job, ValidationError, worker
 from oban_bridge.pro import attach_hook, detach_hook
 
+from oban_bridge.db import run_async
+from oban_bridge.control import cancel_plan
+from oban_bridge.query import JobFilter
+
 from .test_runtime import count, rows, wait_for
 
 failed_once: set[int] = set()
@@ -406,3 +410,87 @@ async def test_a_node_that_stops_writes_a_job_waiting_in_place_back_as_waiting(d
         await oban.stop(2.0)  # a grace shorter than the wait in place (10 x 1 s)
     [row] = rows(db_url, f"id = {follower.id}")
     assert (row["state"], row["attempt"], row["max_attempts"], row["errors"]) == ("scheduled", 0, 20, [])
+
+
+@worker("Docs.Sleepy", queue="sleepy", chain={"by": "worker", "wait_sleep": 20_000, "wait_retry": 3})
+async def sleepy(job: Job) -> None:
+    return None
+
+
+@pytest.mark.parametrize("grace", [0.0, 2.0])
+async def test_a_stop_during_a_long_wait_in_place_writes_the_job_back_at_once(db_url: str, grace: float) -> None:
+    """wait_sleep 20 s, grace 0 or 2 s: the wait ends with the stop (or is cancelled by its end),
+    and the job is written back as waiting — never left executing for a lifeline that would count
+    the wait as an attempt (and discard a job on its last one that never ran)."""
+    async with AsyncObanBridge(db_url) as client:
+        head = await client.insert(sleepy.new({}))  # type: ignore[attr-defined]
+        follower = await client.insert(sleepy.new({}, max_attempts=1))  # type: ignore[attr-defined]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE oban_jobs SET state = 'executing', attempt = 1, attempted_at = now(), "
+                     "attempted_by = ARRAY['elsewhere', 'a-producer'] WHERE id = %s", [head.id])
+    oban = AsyncObanBridge(db_url, queues={"sleepy": 2}, poll_interval=0.05)
+    await oban.start()
+    try:
+        await wait_for(lambda: count(db_url, f"id = {follower.id} AND state = 'executing'") == 1)
+        await asyncio.sleep(0.3)
+    finally:
+        await asyncio.wait_for(oban.stop(grace), timeout=10)
+    [row] = rows(db_url, f"id = {follower.id}")
+    assert (row["state"], row["attempt"], row["max_attempts"], row["errors"]) == ("scheduled", 0, 1, [])
+
+
+spans: list[tuple[str, float, float]] = []
+
+
+@worker("Docs.Ordered", queue="ordered", chain={"by": "worker", "on_cancelled": "ignore", "wait_sleep": 50,
+                                                "wait_retry": 200})
+async def ordered(job: Job) -> None:
+    start = asyncio.get_running_loop().time()
+    await asyncio.sleep(job.args.get("sleep", 0))
+    spans.append((job.args["name"], start, asyncio.get_running_loop().time()))
+
+
+async def test_a_link_cancelled_while_it_waited_does_not_let_the_next_one_overtake_the_head(db_url: str) -> None:
+    """A runs 2 s; B waits behind it and is cancelled by hand; with on_cancelled: ignore, C treats
+    B as done — and so waits for A, which B would have waited for. Strict order, as the Chain doc
+    promises, not C beside A."""
+    spans.clear()
+    async with AsyncObanBridge(db_url, queues={"ordered": 3}, poll_interval=0.05) as oban:
+        await oban.insert(ordered.new({"name": "A", "sleep": 2}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, "args->>'name' = 'A' AND state = 'executing'") == 1)
+        b = await oban.insert(ordered.new({"name": "B"}))  # type: ignore[attr-defined]
+        await oban.insert(ordered.new({"name": "C"}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, "args->>'name' = 'B' AND state = 'executing'") == 1)
+        async with oban.connection() as conn:  # as `oban-bridge jobs cancel` and Oban Web do
+            await run_async(conn, cancel_plan("public", JobFilter(ids=[b.id])))
+        await wait_for(lambda: count(db_url, "args->>'name' = 'C' AND state = 'completed'") == 1, timeout=20)
+    done = {name: (start, end) for name, start, end in spans}
+    assert "B" not in done
+    assert done["C"][0] >= done["A"][1], done
+
+
+deadline_seen: list[str] = []
+
+
+class AfterAll:
+    def after_process(self, state: str, job: Job) -> None:
+        deadline_seen.append(f"{job.args.get('name')}:{state}")
+
+
+@worker("Docs.Late", queue="late", deadline=1, hooks=[AfterAll()])
+def late(job: Job) -> None:
+    return None
+
+
+async def test_after_process_runs_for_a_job_the_deadline_cancels(db_url: str) -> None:
+    deadline_seen.clear()
+    async with AsyncObanBridge(db_url) as client:
+        job = await client.insert(late.new({"name": "late"}))  # type: ignore[attr-defined]
+    with psycopg.connect(db_url, autocommit=True) as conn:  # fetched well past its deadline
+        conn.execute("UPDATE oban_jobs SET inserted_at = inserted_at - interval '1 hour', "
+                     "meta = jsonb_set(meta, '{deadline_at}', to_jsonb((now() - interval '1 hour')::text)) "
+                     "WHERE id = %s", [job.id])
+    async with AsyncObanBridge(db_url, queues={"late": 1}, poll_interval=0.05):
+        await wait_for(lambda: count(db_url, f"id = {job.id} AND state = 'cancelled'") == 1)
+        await wait_for(lambda: bool(deadline_seen))
+    assert deadline_seen == ["late:cancel"]  # the state names after_process gets (pro/hooks.py)
