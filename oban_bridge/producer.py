@@ -59,6 +59,10 @@ CLAIM_RETRY_MAX = 0.05
 CLAIM_RENEW = 0.25
 
 
+def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
 def iso_now() -> str:
     """`DateTime.utc_now()` as Jason writes it: ISO 8601, microseconds, Z."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -563,6 +567,14 @@ class Producer:
                 attempt.stop = "shutdown"
             self._finished(attempt, None, None)
 
+    def _after_done(self, ack: Ack, _result: Any, _error: BaseException | None) -> None:
+        self._pending.append(ack)
+        self._wake.set()
+
+    def _after_late(self, ack: Ack, _result: Any, _error: BaseException | None) -> None:
+        """On the hook's thread, after the node stopped: the outcome is written on its own."""
+        self._write_late(ack, ack.id)
+
     def _finished_late(self, attempt: Attempt, result: Any, error: BaseException | None) -> None:
         """On the job thread, after the node has stopped: a job left running at shutdown returned.
         Its outcome is written on a connection of its own, while presence still covers the job
@@ -573,12 +585,15 @@ class Producer:
         log_outcome(outcome)
         if outcome.after is not None:
             outcome.after()  # already on the job's thread
+        self._write_late(outcome.ack, attempt.job.id)
+
+    def _write_late(self, ack: Ack, job_id: int | None) -> None:
         try:
             with psycopg.connect(self.pool.conninfo, autocommit=True, connect_timeout=10) as conn:
-                run_sync(conn, ack_fetch_plan(self.prefix, self.queue, [outcome.ack], 0, [self.node, self.uuid]))
+                run_sync(conn, ack_fetch_plan(self.prefix, self.queue, [ack], 0, [self.node, self.uuid]))
         except psycopg.Error as exc:
             log.warning("could not record a job that finished after shutdown; the lifeline will rescue it",
-                        extra={"queue": self.queue, "job_id": attempt.job.id, "error": str(exc).strip()})
+                        extra={"queue": self.queue, "job_id": job_id, "error": str(exc).strip()})
 
     def _finished(self, attempt: Attempt, result: Any, error: BaseException | None) -> None:
         """On the event loop: the job returned (or raised); queue its ack, keep its slot."""
@@ -594,14 +609,20 @@ class Producer:
             self.running.pop(attempt.job.id or 0, None)
         else:
             log_outcome(outcome)
-            if outcome.after is not None:  # after_process hooks may block: a thread runs them
-                asyncio.get_running_loop().run_in_executor(None, outcome.after)
             if self.on_outcome is not None:
                 try:
                     self.on_outcome(outcome)
                 except Exception:  # noqa: BLE001 - a metrics hook must never fail a job
                     log.exception("on_outcome hook failed")
-            self._pending.append(outcome.ack)
+            if outcome.after is not None:
+                # after_process hooks may block: a job thread of this queue runs them, and the job
+                # keeps its slot until they return. A slow hook slows its own queue (and a stop
+                # waits for it within the grace), never other queues' jobs or the event loop.
+                ack = outcome.ack
+                self.threads.submit(_call, outcome.after, functools.partial(self._after_done, ack),
+                                    functools.partial(self._after_late, ack))
+            else:
+                self._pending.append(outcome.ack)
         if self._capped and self.options.global_limit is not None:
             self._more = True  # this job's global slot frees with its ack: the next cycle fetches
         self._wake.set()

@@ -494,3 +494,39 @@ async def test_after_process_runs_for_a_job_the_deadline_cancels(db_url: str) ->
         await wait_for(lambda: count(db_url, f"id = {job.id} AND state = 'cancelled'") == 1)
         await wait_for(lambda: bool(deadline_seen))
     assert deadline_seen == ["late:cancel"]  # the state names after_process gets (pro/hooks.py)
+
+
+class SlowAfter:
+    def after_process(self, state: str, job: Job) -> None:
+        import time
+
+        time.sleep(0.5)
+
+
+class NoteBefore:
+    def before_process(self, job: Job) -> None:
+        return None
+
+
+@worker("Docs.SlowHooked", queue="hooked", hooks=[SlowAfter()])
+def slow_hooked(job: Job) -> None:
+    return None
+
+
+@worker("Docs.AsyncBefore", queue="asyncq", hooks=[NoteBefore()])
+async def async_before(job: Job) -> None:
+    return None
+
+
+async def test_slow_after_process_hooks_hold_their_own_queue_not_the_others(db_url: str) -> None:
+    """60 jobs whose after_process blocks 0.5 s: they keep their slots until their hook returns (at
+    most 5 hooks at once, the queue's limit), so a job of another queue whose before_process needs a
+    thread is not queued behind the backlog of hooks (which would take ~5 s on a shared pool)."""
+    async with AsyncObanBridge(db_url, queues={"hooked": 5, "asyncq": 1}, poll_interval=0.05) as oban:
+        await oban.insert_all([slow_hooked.new({}) for _ in range(60)])  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, "worker = 'Docs.SlowHooked' AND state = 'completed'") >= 5)
+        other = await oban.insert(async_before.new({}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, f"id = {other.id} AND state = 'completed'") == 1, timeout=20)
+        hooked_done = count(db_url, "worker = 'Docs.SlowHooked' AND state = 'completed'")
+    # It ran while the hooks' own queue was still working through them, not after the backlog.
+    assert hooked_done < 60, hooked_done
