@@ -15,7 +15,9 @@ from .job import Job
 from .term import TermError, binary_to_term, term_to_binary
 
 DEFAULT_LIMIT = 32_000  # characters after compression and encoding, Pro's default (32kb)
-RESERVED = frozenset({"recorded"})  # `to` may not overwrite the flag itself
+# `to` may not overwrite the flag itself, nor meta that other features read back: a chain's id
+# (the job would leave its chain), a deadline, or what Oban's Cron plugin wrote.
+RESERVED = frozenset({"recorded", "chain_id", "deadline_at", "cron", "cron_expr", "cron_name", "cron_tz"})
 _MISSING: Any = object()
 
 

@@ -530,3 +530,16 @@ async def test_slow_after_process_hooks_hold_their_own_queue_not_the_others(db_u
         hooked_done = count(db_url, "worker = 'Docs.SlowHooked' AND state = 'completed'")
     # It ran while the hooks' own queue was still working through them, not after the backlog.
     assert hooked_done < 60, hooked_done
+
+
+@pytest.mark.parametrize("key", ["recorded", "chain_id", "deadline_at", "cron_expr"])
+def test_recorded_to_refuses_meta_other_features_read_back(key: str) -> None:
+    with pytest.raises(ValidationError, match="recorded.to"):
+        worker("Docs.BadTo", queue="rec", recorded={"to": key})(lambda job: None)
+
+
+def test_a_float_field_refuses_an_integer_no_float_can_hold() -> None:
+    from oban_bridge.pro.structured import field, validate
+
+    with pytest.raises(ValidationError, match="x is invalid"):
+        validate({"x": field("float")}, {"x": 10**400})

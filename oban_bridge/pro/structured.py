@@ -98,7 +98,10 @@ def _dump_value(f: Field, value: Any, path: str, errors: list[str], load: bool =
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
                     or value in (float("inf"), float("-inf")):
                 raise _Invalid("is invalid (expected a number)")
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer past the largest float
+                raise _Invalid("is invalid (expected a number a float can hold)") from None
         if t == "decimal":
             # Stored as a string, as Jason encodes a Decimal: no binary float rounding on the way.
             if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
