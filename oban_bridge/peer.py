@@ -78,7 +78,8 @@ class Peer:
             wait = base - random.random() * 0.1 * base
             self._elect_now.clear()
             try:
-                await asyncio.wait_for(self._elect_now.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel on 3.11
+                    await self._elect_now.wait()
             except TimeoutError:
                 pass
 
