@@ -25,6 +25,7 @@ from .pro import hooks
 from .pro.chain import ChainWait
 from .pro.options import DEADLINE_EXCEEDED
 from .term import Atom, TermError
+from .db import Plan, Query, prefixed, run_async
 from .engine import Ack
 from .errors import JobCancelledError
 from .isolation import ChildKilled
@@ -226,11 +227,8 @@ async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], 
     chain = pro.chain
     if chain is None or chain_mod.META_KEY not in (job.meta or {}):
         return None
-    partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
-    skip = [state for state, policy in (("discarded", chain.on_discarded), ("cancelled", chain.on_cancelled))
-            if policy == "ignore"]
     try:
-        return await _chain_gate(chain, pool, prefix, partition, skip, job, stopping)
+        return await _chain_gate(chain, pool, prefix, job, stopping)
     except asyncio.CancelledError:
         if attempt.stop != "shutdown" and not stopping():
             raise  # a pkill (a cancel from Oban Web or the CLI): recorded as Elixir records it
@@ -239,29 +237,43 @@ async def gate(attempt: Attempt, pool: Any, prefix: str, stopping: Callable[[], 
         return chain_mod.ChainWait(chain.wait_snooze)
 
 
-async def _chain_gate(chain: Any, pool: Any, prefix: str, partition: str, skip: list[str], job: Job,
-                      stopping: Callable[[], bool]) -> Any:
-    from .db import prefixed
+def chain_check_plan(chain: Any, prefix: str, job: Job) -> Plan[Any]:
+    """One look at a chained job's upstream (queries/chain_upstream.sql): pro/chain.py's decision."""
+    from .pro import chain as chain_mod
+
+    partition = orjson.dumps({chain_mod.META_KEY: job.meta[chain_mod.META_KEY]}).decode()
+    skip = [state for state, policy in (("discarded", chain.on_discarded), ("cancelled", chain.on_cancelled))
+            if policy == "ignore"]
+    rows = yield Query(prefixed("chain_upstream", prefix), {"partition": partition, "id": job.id, "skip": skip},
+                       rows="tuple")
+    return chain_mod.decide(chain, (rows[0][0], rows[0][1]) if rows else None)
+
+
+def early_result(chain: Any, decision: Any) -> Any:
+    """What a chain decision records instead of running the job (None: run it; `check`: wait)."""
     from .pro import chain as chain_mod
     from .pro.options import CHAIN_HALTED
 
+    if decision.action == "run":
+        return None
+    if decision.action == "halt":
+        return Cancel(CHAIN_HALTED)
+    if decision.action == "snooze":
+        return chain_mod.ChainWait(decision.seconds)
+    return chain_mod.ChainWait(chain.wait_snooze)
+
+
+async def _chain_gate(chain: Any, pool: Any, prefix: str, job: Job, stopping: Callable[[], bool]) -> Any:
     checks = 0
     while True:
         async with pool.connection() as conn:
-            cur = await conn.execute(prefixed("chain_upstream", prefix),
-                                     {"partition": partition, "id": job.id, "skip": skip})
-            row = await cur.fetchone()
-        decision = chain_mod.decide(chain, (row[0], row[1]) if row else None)
-        if decision.action == "run":
-            return None
-        if decision.action == "halt":
-            return Cancel(CHAIN_HALTED)
-        if decision.action == "snooze":
-            return chain_mod.ChainWait(decision.seconds)
+            decision = await run_async(conn, chain_check_plan(chain, prefix, job))
+        if decision.action != "check":
+            return early_result(chain, decision)
         # The upstream runs or is about to: look again shortly, holding the slot, as Pro's chain
         # waits `wait_retry` times `wait_sleep` ms before it snoozes.
         if checks >= chain.wait_retry or stopping():
-            return chain_mod.ChainWait(chain.wait_snooze)
+            return early_result(chain, decision)
         checks += 1
         # In slices, so a node that starts stopping writes the job back at once rather than
         # after a long wait_sleep; and if the stop cancels the wait, it is written back too
