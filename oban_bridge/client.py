@@ -23,7 +23,7 @@ from . import jsonc
 from . import schema
 from .config import DEFAULT_NAME, DEFAULT_PREFIX, Config, default_node, mask_password
 from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
-from .errors import DatabaseUnavailableError, SchemaMissingError
+from .errors import DatabaseUnavailableError, ObanBridgeError, SchemaMissingError
 from .insert import insert_all_plan, insert_plan, settle_plan, unique_lock_plan
 from .job import Job, check
 from .limits import QueueOptions
@@ -32,6 +32,7 @@ from .plugins.base import Plugin
 from .executor import Outcome
 from .plugins.cron import Cron
 from .runtime import Runtime, default_plugins, parse_queues
+from .testing import mode as testing_modes
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ class _Base:
         poll_interval: float = 1.0,
         shutdown_grace: float = 15.0,
         config: Config | None = None,
+        testing: str | None = None,
     ) -> None:
         self.config = config or Config(
             database_url=database_url, prefix=prefix, name=name, node=node or default_node()
@@ -79,6 +81,21 @@ class _Base:
         self.shutdown_grace = shutdown_grace
         self._url: str | None = None
         self._runtime: Runtime | None = None
+        # "manual": queues and plugins never start; "inline": inserts run the job at once and
+        # nothing touches a database (oban_bridge.testing). None: a real client.
+        self.testing = testing_modes.check(testing)
+
+    @property
+    def testing_mode(self) -> str | None:
+        """The testing mode now: the one built with, or `testing_mode(...)`'s inside its block."""
+        return testing_modes.effective(self.testing)
+
+    def _inline(self) -> bool:
+        return self.testing is not None and testing_modes.effective(self.testing) == "inline"
+
+    def _no_database(self) -> ObanBridgeError:
+        return ObanBridgeError("this client is in testing='inline' mode: jobs run at insert and there is no "
+                               "database (use testing='manual' to read and drain the table)")
 
     def _new_runtime(self) -> Runtime:
         if not self.queues:
@@ -139,7 +156,7 @@ class AsyncObanBridge(_Base):
     _pool: AsyncConnectionPool | None = None
 
     async def open(self) -> None:
-        if self._pool is not None:
+        if self._pool is not None or self._inline():
             return
         url = await asyncio.to_thread(self._probe)
         pool = AsyncConnectionPool(
@@ -183,6 +200,8 @@ class AsyncObanBridge(_Base):
 
     async def start(self) -> None:
         """Start the configured queues, the notifier, the peer and the plugins on this loop."""
+        if self.testing is not None:
+            return  # manual and inline: queues and plugins never run (jobs run when drained)
         await self.open()
         if self._runtime is None:
             await self.preflight()
@@ -197,6 +216,8 @@ class AsyncObanBridge(_Base):
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._inline():
+            raise self._no_database()
         await self.open()
         assert self._pool is not None
         async with self._pool.connection() as conn:
@@ -214,6 +235,10 @@ class AsyncObanBridge(_Base):
 
     async def insert(self, job: Job, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Job:
         check(job)
+        if self._inline():
+            from .testing import inline
+
+            return await inline.insert_async(job, self.config.node)
         if conn is None and job.unique is None:
             # One autocommit statement (insert + notify): no BEGIN/COMMIT round trips.
             try:
@@ -240,6 +265,10 @@ class AsyncObanBridge(_Base):
         self, jobs: Iterable[Job], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
         batch = [check(j) for j in jobs]
+        if self._inline():
+            from .testing import inline
+
+            return [await inline.insert_async(job, self.config.node) for job in batch]
         if not batch:
             return []
         return await self._transaction(insert_all_plan(self.prefix, batch), conn)
@@ -260,7 +289,7 @@ class ObanBridge(_Base):
     _loop_thread: threading.Thread | None = None
 
     def open(self) -> None:
-        if self._pool is not None:
+        if self._pool is not None or self._inline():
             return
         pool = ConnectionPool(
             self._probe(),
@@ -301,8 +330,8 @@ class ObanBridge(_Base):
 
     def start(self) -> None:
         """Run the configured queues on an event loop in a background thread; returns at once."""
-        if self._loop_thread is not None:
-            return
+        if self._loop_thread is not None or self.testing is not None:
+            return  # manual and inline: queues and plugins never run (jobs run when drained)
         self.preflight()
         runtime = self._new_runtime()
         loop = new_event_loop()  # uvloop when installed (loop.py)
@@ -374,6 +403,8 @@ class ObanBridge(_Base):
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._inline():
+            raise self._no_database()
         self.open()
         assert self._pool is not None
         with self._pool.connection() as conn:
@@ -391,6 +422,10 @@ class ObanBridge(_Base):
 
     def insert(self, job: Job, *, conn: psycopg.Connection[Any] | None = None) -> Job:
         check(job)
+        if self._inline():
+            from .testing import inline
+
+            return inline.insert_sync(job, self.config.node)
         if conn is None and job.unique is None:
             # One autocommit statement (insert + notify): no BEGIN/COMMIT round trips.
             try:
@@ -415,6 +450,10 @@ class ObanBridge(_Base):
 
     def insert_all(self, jobs: Iterable[Job], *, conn: psycopg.Connection[Any] | None = None) -> list[Job]:
         batch = [check(j) for j in jobs]
+        if self._inline():
+            from .testing import inline
+
+            return [inline.insert_sync(job, self.config.node) for job in batch]
         if not batch:
             return []
         return self._transaction(insert_all_plan(self.prefix, batch), conn)
