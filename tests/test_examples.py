@@ -1,0 +1,20 @@
+"""The examples' own tests run as their README says, each example in a process of its own (as in
+the app it stands for: examples/badge_forge registers worker names this suite's workers also use),
+through the pytest plugin users get, on this session's server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_badge_forge_tests_pass_on_the_public_testing_api(server_url: str) -> None:
+    env = {**os.environ, "OBAN_BRIDGE_TEST_DATABASE_URL": server_url}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/badge_forge"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
