@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from . import jsonc
+from . import jsonc, tracing
 from . import schema
 from .config import DEFAULT_NAME, DEFAULT_PREFIX, Config, default_node, mask_password
 from .db import Plan, async_caller_scope, caller_scope, run_async, run_sync
@@ -235,6 +235,14 @@ class AsyncObanBridge(_Base):
 
     async def insert(self, job: Job, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Job:
         check(job)
+        if tracing._config is None:
+            return await self._insert(job, conn)
+        with tracing.insert_span(job) as (span, traced):
+            inserted = await self._insert(traced, conn)
+            tracing.inserted(span, inserted)
+            return inserted
+
+    async def _insert(self, job: Job, conn: psycopg.AsyncConnection[Any] | None) -> Job:
         if self._inline():
             from .testing import inline
 
@@ -265,6 +273,12 @@ class AsyncObanBridge(_Base):
         self, jobs: Iterable[Job], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
         batch = [check(j) for j in jobs]
+        if tracing._config is None or not batch:
+            return await self._insert_all(batch, conn)
+        with tracing.insert_all_span(batch) as traced:
+            return await self._insert_all(traced, conn)
+
+    async def _insert_all(self, batch: list[Job], conn: psycopg.AsyncConnection[Any] | None) -> list[Job]:
         if self._inline():
             from .testing import inline
 
@@ -422,6 +436,14 @@ class ObanBridge(_Base):
 
     def insert(self, job: Job, *, conn: psycopg.Connection[Any] | None = None) -> Job:
         check(job)
+        if tracing._config is None:
+            return self._insert(job, conn)
+        with tracing.insert_span(job) as (span, traced):
+            inserted = self._insert(traced, conn)
+            tracing.inserted(span, inserted)
+            return inserted
+
+    def _insert(self, job: Job, conn: psycopg.Connection[Any] | None) -> Job:
         if self._inline():
             from .testing import inline
 
@@ -450,6 +472,12 @@ class ObanBridge(_Base):
 
     def insert_all(self, jobs: Iterable[Job], *, conn: psycopg.Connection[Any] | None = None) -> list[Job]:
         batch = [check(j) for j in jobs]
+        if tracing._config is None or not batch:
+            return self._insert_all(batch, conn)
+        with tracing.insert_all_span(batch) as traced:
+            return self._insert_all(traced, conn)
+
+    def _insert_all(self, batch: list[Job], conn: psycopg.Connection[Any] | None) -> list[Job]:
         if self._inline():
             from .testing import inline
 

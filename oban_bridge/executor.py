@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from . import engine, recorded
+from . import engine, recorded, tracing
 from .pro import hooks
 from .pro.chain import ChainWait
 from .pro.options import DEADLINE_EXCEEDED
@@ -164,6 +164,7 @@ class Attempt:
     child: Any = None  # isolation.Child while an isolated job runs in one
     finished: bool = False
     hooks: Sequence[Any] = ()  # pro/hooks.py: the worker's, then global ones
+    span: Any = None  # tracing.py: the attempt's OpenTelemetry span, when tracing is on
 
     def request_stop(self, reason: str) -> bool:
         """Ask the job to stop. A shutdown overrides an earlier reason (nothing is written for a
@@ -298,6 +299,8 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
         # child): no outcome, the row stays executing for the lifeline, as Elixir leaves a job its
         # shutdown killed. A thread that returned or failed on its own gets its real outcome.
         if attempt.task is not None or isinstance(exc, (JobCancelledError, ChildKilled)):
+            if attempt.span is not None:
+                tracing.end_job_span(attempt.span, None, None)
             return None
         stop = None
     now = engine.db_now()
@@ -318,7 +321,10 @@ def finish(attempt: Attempt, result: Any, exc: BaseException | None) -> Outcome 
     attempted = job.attempted_at
     queue_time = 0.0 if attempted is None or job.scheduled_at is None else \
         max(0.0, (attempted - job.scheduled_at).total_seconds())
-    return Outcome(job, ack, event, duration, queue_time, after)
+    outcome = Outcome(job, ack, event, duration, queue_time, after)
+    if attempt.span is not None:
+        tracing.end_job_span(attempt.span, outcome, exc)
+    return outcome
 
 
 def run_with_hooks(run: Callable[[Job], Any], attempt: Attempt) -> Any:

@@ -38,6 +38,7 @@ import psycopg
 
 from .db import run_async, run_sync
 from .engine import Ack, ack_fetch_plan
+from . import tracing
 from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare, run_with_hooks
 from .isolation import Children
 from .job import Job
@@ -473,6 +474,8 @@ class Producer:
                       extra={"queue": self.queue, "job_id": job.id, "attempt": job.attempt})
             return
         attempt, error = begin(job, self.resolve)
+        if tracing._config is not None:
+            attempt.span = tracing.start_job_span(job)
         self.running[job.id] = attempt
         try:
             spec = attempt.spec
@@ -512,6 +515,8 @@ class Producer:
             module = spec.target.__module__
             children = self.children
             run = lambda job: children.run(module, spec.name, job, attempt)  # noqa: E731
+        if attempt.span is not None and spec.isolation != "process":
+            run = tracing.call_in(attempt.span, run)  # the job's own spans are the attempt's children
         if attempt.hooks and hooks.has(attempt.hooks, "before_process"):
             return functools.partial(run_with_hooks, run), attempt  # the hooks run on the job's thread
         return run, attempt.run_job
@@ -552,7 +557,10 @@ class Producer:
                 else:
                     attempt.run_job = hooked
                     self._arm_timeout(attempt)
-                    result = await spec.perform(attempt.run_job)
+                    if attempt.span is None:
+                        result = await spec.perform(attempt.run_job)
+                    else:
+                        result = await tracing.await_in(attempt.span, spec.perform(attempt.run_job))
         except asyncio.CancelledError:
             if attempt.stop is None:  # cancelled from outside (the loop is going away): no ack
                 attempt.stop = "shutdown"

@@ -13,6 +13,7 @@ import contextvars
 import logging
 import re
 import time
+import weakref
 from collections.abc import Collection
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from . import jsonc
+from . import jsonc, metrics
 from .db import load_query, run_async
 from .engine import queue_workers_plan
 from .schema import has_limits_table_plan, limits_table_missing
@@ -158,6 +159,10 @@ def addressed(ident: object, name: str, node: str, others: Collection[str] = ())
     return head not in others and _INSTANCE_NAME.fullmatch(head) is not None
 
 
+# The nodes running in this process, for metrics.py's scrape-time gauges.
+live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
 class Runtime:
     def __init__(
         self,
@@ -238,6 +243,8 @@ class Runtime:
         return self.notifier.connections if self.notifier.connected.is_set() else 0
 
     def _on_outcome(self, outcome: Outcome) -> None:
+        if metrics._active is not None:
+            metrics._active.observe(outcome)
         for met in self._met:
             met.record(outcome.event, outcome.job.queue, outcome.job.worker, outcome.duration, outcome.queue_time)
         if self.on_event is not None:
@@ -258,6 +265,7 @@ class Runtime:
             return
         await self._check_limits_table()
         self._started = True
+        live.add(self)  # metrics.py reads running jobs and limits at scrape time
         _current.set(self)  # copied into every task started below, so into every job
         self._plugin_pool = AsyncConnectionPool(self.url, min_size=0, max_size=2, open=False,
                                                 kwargs={"autocommit": True}, name="oban-plugins",
@@ -347,6 +355,7 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        live.discard(self)
         await asyncio.gather(*(p.stop(grace, self._hurry) for p in self.producers.values()))
         for task in [*self._stops, self._check_task]:
             if task is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import importlib
 import os
 import sys
@@ -95,12 +96,22 @@ def _describe(queue: str, options: QueueOptions) -> str:
 @click.option("--log-format", default=None, metavar="text|json",
               help="text (default) or json, one object per line; env OBAN_BRIDGE_LOG_FORMAT. Ignored when "
                    "a worker module configured logging itself: its handlers are kept.")
+@click.option("--otel", is_flag=True, default=False,
+              help="OpenTelemetry spans for job attempts and inserts, as opentelemetry_oban makes them "
+                   "(README: Tracing); needs oban_bridge[otel], and your SDK set-up for where spans go.")
+@click.option("--span-relationship", type=click.Choice(["link", "child", "none"]), default="link",
+              show_default=True, help="How an attempt's span relates to the context its job carries.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics on http://ADDR:PORT/metrics (README: Metrics); needs "
+                   "oban_bridge[metrics]. With --processes N, node i serves on PORT + i.")
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address for --metrics-port.")
 @click.pass_obj
 def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None, name: str | None,
           grace: float, crons: tuple[str, ...], timezone: str, processes: str, plugin_scope: str | None,
           prune_after: str | None, prune_limit: str | None, rescue_after: str | None,
           orphan_grace: str | None, log_level: str | None, log_jobs: bool | None,
-          log_format: str | None) -> None:
+          log_format: str | None, otel: bool, span_relationship: str, metrics_port: int | None,
+          metrics_addr: str) -> None:
     """Run the workers of MODULE on QUEUES, like an Elixir node with those queues.
 
     \b
@@ -145,6 +156,8 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     if not registry():
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
     logs.configure(*(("DEBUG", *log_settings[1:]) if obj.debug else log_settings))
+    watch = Observability(otel, span_relationship, metrics_port, metrics_addr)
+    watch.check()
     kwargs: dict[str, Any] = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
     if crontab:
         kwargs.update(crontab=crontab, cron_timezone=timezone)
@@ -157,6 +170,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     from ..client import ObanBridge
 
     if count == 1:
+        watch.begin(0)
         ObanBridge(obj.database_url, node=node, plugins=default_plugins(settings=settings), **kwargs).run()
         exit_past_stuck_jobs()
         return
@@ -171,7 +185,8 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     finally:
         check.close()
     make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
-                             modules=modules, settings=settings, log_settings=log_settings, kwargs=kwargs)
+                             modules=modules, settings=settings, log_settings=log_settings, kwargs=kwargs,
+                             watch=watch)
     sys.exit(run_processes(make, count, stop_timeout=grace + 30.0))
 
 
@@ -186,13 +201,54 @@ def plugin_settings(obj: Context, **options: str | None) -> PluginSettings:
         raise ValidationError(key.replace("_", "-"), reason or key) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Observability:
+    """`--otel` and `--metrics-port`: checked once in the parent, begun in each node process."""
+
+    otel: bool
+    span_relationship: str
+    metrics_port: int | None
+    metrics_addr: str
+
+    def check(self) -> None:
+        if self.otel:
+            from .. import tracing
+
+            if not tracing.available():
+                raise ValidationError("otel", "tracing needs the OpenTelemetry API: pip install 'oban_bridge[otel]'")
+        if self.metrics_port is not None:
+            from .. import metrics
+
+            if not metrics.available():
+                raise ValidationError("metrics-port", "metrics need prometheus_client: "
+                                                      "pip install 'oban_bridge[metrics]'")
+
+    def begin(self, index: int) -> None:
+        if self.otel:
+            from .. import tracing
+
+            tracing.setup(span_relationship=self.span_relationship)
+        if self.metrics_port is not None:
+            from .. import metrics
+
+            port = self.metrics_port + index
+            try:
+                metrics.serve(port, self.metrics_addr)
+            except OSError as exc:
+                raise ValidationError("metrics-port", f"cannot serve metrics on {self.metrics_addr}:{port}: "
+                                                      f"{exc.strerror or exc}") from None
+
+
 def cli_node(index: int, *, url: str, base_node: str, processes: int, modules: tuple[str, ...],
-             settings: PluginSettings, log_settings: tuple[str, str, bool], kwargs: dict[str, Any]) -> Any:
+             settings: PluginSettings, log_settings: tuple[str, str, bool], kwargs: dict[str, Any],
+             watch: Observability | None = None) -> Any:
     """Builds one node inside a child process of `start --processes N` (spawned: imports again)."""
     from ..client import ObanBridge
 
     logs.release()
     import_modules(modules)
     logs.configure(*log_settings)
+    if watch is not None:
+        watch.begin(index)
     return ObanBridge(url, node=node_name(base_node, index, processes), plugins=default_plugins(settings=settings),
                       **kwargs)

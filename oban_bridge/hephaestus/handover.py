@@ -19,6 +19,7 @@ from .. import jsonc
 from ..db import Plan, Query, prefixed
 from ..engine import db_now, error_record
 from ..errors import ValidationError
+from .. import tracing
 from ..insert import insert_plan
 from ..job import Job
 from ..term import phash2
@@ -156,7 +157,9 @@ def advance_job(instance: Instance, config_key: str, meta: dict[str, Any], tags:
     args: dict[str, Any] = {"instance_id": instance.id, "config_key": config_key, "workflow": instance.workflow}
     if with_version:  # FailureHandler's AdvanceWorker carries no workflow_version
         args["workflow_version"] = instance.workflow_version
-    return Job.new(ADVANCE_WORKER, args, queue=QUEUE, meta=meta, tags=tags, unique=ADVANCE_UNIQUE)
+    # Traced, the step's context goes on to the AdvanceWorker (an Elixir job opentelemetry_oban
+    # links or parents to it), replacing what the step's own insert left in the copied meta.
+    return tracing.carry(Job.new(ADVANCE_WORKER, args, queue=QUEUE, meta=meta, tags=tags, unique=ADVANCE_UNIQUE))
 
 
 @dataclass(slots=True)

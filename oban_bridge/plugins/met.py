@@ -72,6 +72,7 @@ class Met(Plugin):
         self._totals: dict[str, int] = {}
         self._queues: list[str] = []
         self._checks = 0
+        self.last_counts: tuple[float, list[tuple[str, str, int]]] | None = None
         self._listening = 0
         self._queues_at: int | None = None
 
@@ -146,6 +147,8 @@ class Met(Plugin):
         for state, _, n in counts:
             totals[state] += n
         self._totals = dict(totals)
+        # Kept for the Prometheus exporter (metrics.py): the leader's counts, with no query more.
+        self.last_counts = (time.monotonic(), counts)
         return [{"series": "full_count", "state": s, "queue": q, "value": {"data": [n]}} for s, q, n in counts]
 
     async def tick(self, ctx: Context, conn: psycopg.AsyncConnection[Any]) -> None:
