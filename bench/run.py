@@ -28,6 +28,10 @@ On one PostgreSQL server (DATABASE_URL, else the embedded one), in this order:
               each (the same 100 slots), best of 2, interleaved; jobs/s, the peak running at once,
               and transactions per 1,000 jobs (pg_stat_database): the coordination's cost (claims
               renewed a few times a second per busy node; fetches as unlimited ones);
+  observe     the start measure with `--otel` — the API alone (no SDK), an SDK sampling 10% of traces,
+              an SDK keeping every span (exported to nowhere, bench/otel_workers.py) — and with
+              `--metrics-port` too (scraped every second, as Prometheus would), against the same
+              run without either, interleaved, best of 2: what tracing and metrics cost;
   idle        `oban-bridge start` with 4 queues (a:100,b:10,c:10,d:50) and its default plugins on an
               empty table: statements/s (pg_stat_database, less the probe's own) and CPU% of a core.
 The throughput and queues lines also report the peak concurrency seen.
@@ -67,7 +71,8 @@ from oban_bridge.engine import Ack, ack_fetch_plan, db_now  # noqa: E402
 from oban_bridge.notifier import channel, encode  # noqa: E402
 from peer import database, run_peer, server_url  # noqa: E402  (bench/peer.py)
 
-MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "joblog", "idle", "limits"]
+MEASURES = ["insert", "throughput", "queues", "latency", "rss", "cpu", "start", "joblog", "idle", "limits",
+            "observe"]
 started_at: dict[int, float] = {}
 
 
@@ -267,18 +272,30 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_node(url: str, queues: str, *extra: str, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+def start_node(url: str, queues: str, *extra: str, stderr: Any = subprocess.DEVNULL,
+               module: str = "bench_workers") -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"}
-    return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", "bench_workers", "-q", queues, *extra],
+    return subprocess.Popen([sys.executable, "-m", "oban_bridge", "start", "-m", module, "-q", queues, *extra],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def run_node(url: str, queues: str, jobs: int, *extra: str, stderr: Any = subprocess.DEVNULL) -> tuple[float, float]:
+def run_node(url: str, queues: str, jobs: int, *extra: str, stderr: Any = subprocess.DEVNULL,
+             module: str = "bench_workers", scrape: int | None = None) -> tuple[float, float]:
     """`oban-bridge start` until `jobs` are completed: (jobs/s from the first attempt to the last
-    completion, so start-up is not counted; the process's CPU seconds, start-up included)."""
-    node = start_node(url, queues, *extra, stderr=stderr)
+    completion, so start-up is not counted; the process's CPU seconds, start-up included).
+    `scrape`: a metrics port to read every second meanwhile, as Prometheus would."""
+    import urllib.request
+
+    node = start_node(url, queues, *extra, stderr=stderr, module=module)
     try:
+        last = 0.0
         while asyncio.run(completed(url)) < jobs:
+            if scrape is not None and time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{scrape}/metrics", timeout=2).read()
+                except OSError:
+                    pass  # not serving yet
             time.sleep(0.05)
         cpu = process_cpu(node.pid)
     finally:
@@ -320,6 +337,46 @@ def bridge_joblog(url: str, jobs: int, limit: int) -> dict[str, float]:
             rates[mode].append(rate)
     best = {mode: max(r) for mode, r in rates.items()}
     return {**best, "text_bytes": size["text"] / jobs, "json_bytes": size["json"] / jobs}
+
+
+def bridge_observe(url: str, jobs: int, limit: int) -> dict[str, float]:
+    """Jobs/s without tracing or metrics; with `--metrics-port`; with `--otel` and the API alone (no SDK: spans are
+    no-ops); with an SDK sampling 10% of traces; with an SDK keeping every span (exported to
+    nowhere); and that with `--metrics-port` scraped every second. Interleaved, best of 2."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    ratio = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    modes: dict[str, tuple[str, tuple[str, ...], int | None, dict[str, str]]] = {
+        "off": ("bench_workers", (), None, {}),
+        "metrics": ("bench_workers", ("--metrics-port", str(port), "--metrics-addr", "127.0.0.1"), port, {}),
+        "api": ("bench_workers", ("--otel",), None, {}),
+        "sampled": ("otel_workers", ("--otel",), None, ratio),
+        "otel": ("otel_workers", ("--otel",), None, {}),
+        "both": ("otel_workers", ("--otel", "--metrics-port", str(port), "--metrics-addr", "127.0.0.1"), port, {}),
+    }
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(2):
+        for mode, (module, extra, scrape, env) in modes.items():
+            asyncio.run(reset(url))
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO oban_jobs (worker, queue, args) SELECT 'bench.NoopDef', 'bench', "
+                             "jsonb_build_object('i', g) FROM generate_series(1, %s) g", [jobs])
+            asyncio.run(analyze(url))
+            saved = {key: os.environ.get(key) for key in env}
+            os.environ.update(env)
+            try:
+                rate, _cpu = run_node(url, f"bench:{limit}", jobs, *extra, module=module, scrape=scrape)
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            rates[mode].append(rate)
+    return {mode: max(r) for mode, r in rates.items()}
 
 
 def bridge_limits(url: str, jobs: int) -> dict[str, float]:
@@ -505,6 +562,15 @@ def table(p: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any] | None
         lines.append(f"{'  peak running at once with global_limit=100':<50}{lim['peak']:>12}")
         lines.append(f"{'  transactions per 1,000 jobs, 100 / global / 50':<50}"
                      f"{lim['plain_x']:>7.0f} / {lim['global_x']:.0f} / {lim['half_x']:.0f}")
+    if "observe" in ours:
+        obs = ours["observe"]
+        lines.append(f"{'start, no tracing or metrics (jobs/s, best of 2)':<50}{obs['off']:>12,.0f}")
+        for mode, label in (("metrics", "--metrics-port, scraped each second"),
+                            ("api", "--otel, API only (no SDK: no-op spans)"),
+                            ("sampled", "--otel, SDK sampling 10% of traces"),
+                            ("otel", "--otel, SDK keeping every span (dropped)"),
+                            ("both", "--otel (every span) and --metrics-port")):
+            lines.append(f"{'  ' + label:<50}{obs[mode]:>12,.0f}{obs[mode] / obs['off']:>17.0%}")
     if "idle" in ours:
         lines.append(f"{'idle start, 4 queues, plugins: statements/s':<50}{ours['idle']['statements']:>12.1f}")
         lines.append(f"{'  CPU (% of one core)':<50}{100 * ours['idle']['cpu']:>11.1f}%")
@@ -564,6 +630,8 @@ def main() -> None:
         ours["joblog"] = bridge_joblog(url, p["start_jobs"], p["start_limit"])
     if "limits" in p["measures"]:
         ours["limits"] = bridge_limits(url, p["start_jobs"])
+    if "observe" in p["measures"]:
+        ours["observe"] = bridge_observe(url, p["start_jobs"], p["start_limit"])
     if "idle" in p["measures"]:
         ours["idle"] = bridge_idle(url, p["idle_warmup"], p["idle_window"])
     theirs = None if args.no_peer else run_peer(server, p, args.peer_python)
