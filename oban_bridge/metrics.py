@@ -70,14 +70,25 @@ class Metrics:
         self.queue_time = Histogram("oban_bridge_job_queue_time_seconds",
                                     "How long jobs waited from scheduled_at until an attempt started",
                                     ["queue", "worker"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self._finished: dict[tuple[str, str, str], Any] = {}
+        self._timers: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.live = _Live()
         self.registry.register(self.live)
 
     def observe(self, outcome: Outcome) -> None:
         job = outcome.job
-        self.finished.labels(job.queue, job.worker, STATES.get(outcome.event, outcome.event)).inc()
-        self.duration.labels(job.queue, job.worker).observe(outcome.duration)
-        self.queue_time.labels(job.queue, job.worker).observe(outcome.queue_time)
+        state = STATES.get(outcome.event, outcome.event)
+        # The labelled children, kept: `labels()` validates and locks on every call.
+        key = (job.queue, job.worker, state)
+        counter = self._finished.get(key)
+        if counter is None:
+            counter = self._finished[key] = self.finished.labels(*key)
+        timers = self._timers.get(key[:2])
+        if timers is None:
+            timers = self._timers[key[:2]] = (self.duration.labels(*key[:2]), self.queue_time.labels(*key[:2]))
+        counter.inc()
+        timers[0].observe(outcome.duration)
+        timers[1].observe(outcome.queue_time)
 
     def close(self) -> None:
         for collector in (self.finished, self.duration, self.queue_time, self.live):

@@ -42,6 +42,7 @@ except ImportError:  # tracing stays off; setup() says what to install
 
 RELATIONSHIPS = ("link", "child", "none")
 _EMPTY: Any = otel_context.Context() if trace is not None else None
+_NO_OP_PROVIDERS: Any = (trace.ProxyTracerProvider, trace.NoOpTracerProvider) if trace is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,13 @@ class _Config:
     relationship: str
     jobs: bool
     inserts: bool
+    global_provider: bool  # the tracer comes from the global provider, which may be a no-op one
+
+
+def _no_sdk(config: _Config) -> bool:
+    """No SDK is set up (the API's proxy or no-op provider): spans would be no-ops, so none are
+    started at all. Checked on each call: an app may set its SDK up after `setup()`."""
+    return config.global_provider and isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
 
 
 _config: _Config | None = None
@@ -76,7 +84,7 @@ def setup(*, span_relationship: str = "link", jobs: bool = True, inserts: bool =
     except PackageNotFoundError:  # running from a source tree
         ours = None
     tracer = trace.get_tracer("oban_bridge", ours, tracer_provider=tracer_provider)
-    _config = _Config(tracer, span_relationship, jobs, inserts)
+    _config = _Config(tracer, span_relationship, jobs, inserts, tracer_provider is None)
 
 
 def teardown() -> None:
@@ -101,7 +109,7 @@ def carry(job: Job) -> Job:
     """The job with the current trace context in its meta, when inserts are traced (for jobs
     written by plans outside `insert`, such as a Hephaestus hand-over's AdvanceWorker)."""
     config = _config
-    return _inject(job) if config is not None and config.inserts else job
+    return _inject(job) if config is not None and config.inserts and not _no_sdk(config) else job
 
 
 @contextlib.contextmanager
@@ -109,7 +117,7 @@ def insert_span(job: Job) -> Iterator[tuple[Any, Job]]:
     """`with insert_span(job) as (span, job):` — the span, and the job to insert (its meta
     carrying the context), or (None, job) when inserts are not traced."""
     config = _config
-    if config is None or not config.inserts:
+    if config is None or not config.inserts or _no_sdk(config):
         yield None, job
         return
     attributes = {"messaging.system": "oban", "messaging.destination.name": job.queue, "oban.job.worker": job.worker}
@@ -129,7 +137,7 @@ def insert_all_span(jobs: list[Job]) -> Iterator[list[Job]]:
     """One span for a batch, as opentelemetry_oban's insert_all: jobs of many workers and queues,
     so no job attributes; each job's meta carries the context."""
     config = _config
-    if config is None or not config.inserts:
+    if config is None or not config.inserts or _no_sdk(config):
         yield jobs
         return
     with config.tracer.start_as_current_span("Oban bulk insert", kind=SpanKind.PRODUCER):
@@ -162,7 +170,7 @@ def start_job_span(job: Job) -> Any:
     """The attempt's span, started now (job_handler.ex handle_job_start/4), or None when off or
     when the tracer makes no spans at all (the API without an SDK)."""
     config = _config
-    if config is None or not config.jobs:
+    if config is None or not config.jobs or _no_sdk(config):
         return None
     meta = job.meta
     parent, links = _propagated(meta, config.relationship) if meta else (None, [])

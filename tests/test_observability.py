@@ -251,3 +251,15 @@ def test_cli_refuses_a_port_it_cannot_serve_on(db_url: str) -> None:
     assert done.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
 
+
+
+def test_without_an_sdk_nothing_is_made_or_injected(db_url: str) -> None:
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # the suite sets no global SDK
+    tracing.setup()
+    try:
+        with ObanBridge(db_url) as oban:
+            job = oban.insert(Job.new("MyApp.X", {}, meta={"k": 1}))
+        assert tracing.start_job_span(job) is None
+    finally:
+        tracing.teardown()
+    assert rows(db_url, f"id = {job.id}")[0]["meta"] == {"k": 1}
