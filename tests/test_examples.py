@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_badge_forge_tests_pass_on_the_public_testing_api(server_url: str) -> None:
+@pytest.mark.parametrize(("example", "tests"), [("badge_forge", 3), ("fastapi_signup", 1)])
+def test_example_passes_its_own_tests(server_url: str, example: str, tests: int) -> None:
     env = {**os.environ, "OBAN_BRIDGE_TEST_DATABASE_URL": server_url}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/badge_forge"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"examples/{example}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout
+    assert f"{tests} passed" in done.stdout

@@ -23,10 +23,29 @@ from ..worker import registry
 from . import Context, main
 
 
+BOOT_ENV = "OBAN_BRIDGE_BOOT"
+
+
+def boot() -> None:
+    """Run `OBAN_BRIDGE_BOOT` ('package.module:function'), once per process, before the worker
+    modules are imported: a framework's set-up (contrib/django.py sets it for `manage.py
+    oban_bridge`), which `--processes` children, started afresh, need as much as the parent."""
+    target = os.environ.get(BOOT_ENV, "").strip()
+    if not target:
+        return
+    module, _, function = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), function or "boot")
+    except (ImportError, AttributeError) as exc:
+        raise ValidationError("module", f"cannot run {BOOT_ENV}={target!r}: {exc}") from None
+    fn()
+
+
 def import_modules(modules: tuple[str, ...]) -> None:
     """Import the modules whose @worker decorators register the workers to run."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    boot()
     for name in modules:
         try:
             importlib.import_module(name)
