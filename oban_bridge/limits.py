@@ -81,11 +81,18 @@ class QueueOptions:
         return ",".join(parts)
 
 
+# Limits travel in gossip and Oban Web's checks as JSON integers and are compared in SQL as
+# integers: past int4 a "limit" means nothing a database or a dashboard can hold.
+LIMIT_MAX = 2_147_483_647
+
+
 def _positive_int(queue: str, what: str, value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"queue {queue!r}: {what} must be a positive integer, got {value!r}")
+    if value > LIMIT_MAX:
+        raise ValueError(f"queue {queue!r}: {what} must be at most {LIMIT_MAX:,}, got {value!r}")
     return value
 
 

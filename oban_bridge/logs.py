@@ -220,10 +220,19 @@ def configure(level: str, fmt: str, jobs: bool = False) -> None:
     global _handler
     from .executor import log_routine_outcomes
 
-    logging.getLogger("oban_bridge").setLevel(level)
+    ours = logging.getLogger("oban_bridge")
+    ours.setLevel(level)
+    # A worker module's logging.config.dictConfig() disables every logger that exists then and is
+    # not named in its config (disable_existing_loggers defaults to True): oban_bridge's own would
+    # go silent, failures included. They were not the module's to silence.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name == "oban_bridge" or name.startswith("oban_bridge.")):
+            logger.disabled = False
     log_routine_outcomes(jobs)
     root = logging.getLogger()
-    theirs = [h for h in root.handlers if not getattr(h, _OURS, False)]
+    # Handlers the application installed — on the root, or on oban_bridge's own logger — take
+    # our records; adding ours to the root as well would print each line twice.
+    theirs = [h for h in (*root.handlers, *ours.handlers) if not getattr(h, _OURS, False)]
     release()
     if theirs:
         return

@@ -38,8 +38,13 @@ QUICK_FAILURES = 5
 MAX_BACKOFF = 30.0
 
 
+# Each node holds a few connections (producers, plugins, notifier, presence): more processes
+# than this would exhaust any PostgreSQL's max_connections long before they helped.
+MAX_PROCESSES = 256
+
+
 def parse_processes(text: str | int) -> int:
-    """`--processes`: a positive number, or `auto` for one per CPU core."""
+    """`--processes`: a positive number (at most MAX_PROCESSES), or `auto` for one per CPU core."""
     if isinstance(text, str) and text.strip().lower() == "auto":
         return max(1, os.cpu_count() or 1)
     try:
@@ -48,6 +53,9 @@ def parse_processes(text: str | int) -> int:
         raise ValueError(f"processes must be a positive integer or 'auto', got {text!r}") from None
     if count < 1:
         raise ValueError(f"processes must be a positive integer or 'auto', got {text!r}")
+    if count > MAX_PROCESSES:
+        raise ValueError(f"processes must be at most {MAX_PROCESSES} (each node holds its own database "
+                         f"connections), got {text!r}")
     return count
 
 
@@ -56,24 +64,25 @@ def node_name(base: str, index: int, processes: int) -> str:
     return base if processes == 1 else f"{base}-{index + 1}"
 
 
-def run_node(make_node: Callable[[int], ObanBridge], index: int) -> None:
+def run_node(make_node: Callable[[int], ObanBridge], index: int, parent: int | None = None) -> None:
     """The body of one child: build the node, run it until SIGTERM, leave.
 
     A terminal's Ctrl-C reaches the whole process group. Children ignore SIGINT and take their
     signals from the parent alone, which forwards each one as SIGTERM, so one Ctrl-C is one
     graceful stop and a second ends the grace at once, wherever it was sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watch_parent()
+    watch_parent(parent)
     bridge = make_node(index)
     bridge.run(signals=(signal.SIGTERM,))
     exit_past_stuck_jobs()
 
 
-def watch_parent(interval: float = 1.0) -> None:
+def watch_parent(parent: int | None = None, interval: float = 1.0) -> None:
     """A parent killed with SIGKILL cannot stop its children: each child stops itself gracefully
     (SIGTERM to itself, as `run` would have sent) once it has been orphaned, rather than run on
-    as a node nobody supervises."""
-    parent = os.getppid()
+    as a node nobody supervises. `parent` is the pid the parent gave: read here, getppid() of a
+    child whose parent died while it was starting is already the reaper's, and it would run on."""
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -126,7 +135,8 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
     restart_at: dict[int, float] = {}
 
     def spawn(index: int) -> None:
-        child = context.Process(target=run_node, args=(make_node, index), name=f"oban-bridge-node-{index + 1}")
+        child = context.Process(target=run_node, args=(make_node, index, os.getpid()),
+                                name=f"oban-bridge-node-{index + 1}")
         child.start()
         children[index], started_at[index] = child, time.monotonic()
         log.info("node process started", extra={"index": index + 1, "pid": child.pid})
@@ -134,6 +144,8 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
     status = 0
     try:
         for index in range(processes):
+            if stopping.is_set():
+                break  # a stop while still starting them: start no more
             spawn(index)
         while not stopping.is_set():
             stopping.wait(0.2)

@@ -209,6 +209,13 @@ def test_connection_options_work_after_the_verb_too(db_url: str) -> None:
     (["enqueue", "W", "--max-attempts", "99999999999"], 2, "2147483647"),
     (["enqueue", "W", "--tag", "ok", "--args", '{"n": 1}', "--meta", "[1]"], 2, "expected a JSON object"),
     (["jobs", "cancel", "99999999999999999999999"], 2, "not in the range"),
+    (["start", "-m", "tests.workers", "-q", "a:1", "--grace", "nan"], 2, "nan is not a number of seconds"),
+    (["start", "-m", "tests.workers", "-q", "a:1", "--grace", "inf"], 2, "--grace"),
+    (["start", "-m", "tests.workers", "-q", "a:99999999999999999999"], 2, "at most 2,147,483,647"),
+    (["start", "-m", "tests.workers", "-q", "a:local=1,global=3000000000"], 2, "at most 2,147,483,647"),
+    (["start", "-m", "tests.workers", "-q", "a:1", "--processes", "99999999999"], 2, "at most 256"),
+    (["start", "-m", "", "-q", "a:1"], 2, "expected a module name"),
+    (["start", "-m", "tests.workers", "-q", "a:1", "--metrics-port", "0"], 2, "--metrics-port"),
 ])
 def test_bad_input_is_one_line_and_exit_2(db_url: str, args: list[str], code: int, message: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, *args] if args[0] != "--database-url" else args)
@@ -226,6 +233,49 @@ def test_database_errors_are_one_line(db_url: str, args: list[str], code: int, m
     result = CliRunner().invoke(main, ["--database-url", db_url, *args])
     assert result.exit_code == code and message in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_empty_database_url_in_the_environment_is_refused_not_the_embedded_server(db_url: str) -> None:
+    empty = CliRunner().invoke(main, ["jobs", "list"], env={"DATABASE_URL": ""})
+    assert empty.exit_code == 2 and "Invalid value for DATABASE_URL: empty" in empty.output, empty.output
+    given = CliRunner().invoke(main, ["jobs", "list", "--database-url", db_url], env={"DATABASE_URL": ""})
+    assert given.exit_code == 0, given.output  # the verb's own option replaces it
+
+
+def test_a_pyproject_that_is_not_utf8_is_named(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(b'[tool.oban_bridge]\nprefix = "\xff"\n')
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["jobs", "list"])
+    assert result.exit_code == 2 and f"cannot read {tmp_path / 'pyproject.toml'}" in result.output, result.output
+
+
+def test_a_module_calling_dictconfig_does_not_silence_oban_bridge(db_url: str, tmp_path: Any) -> None:
+    """logging.config.dictConfig() disables the loggers that exist when it runs (its default): a
+    worker module calling it at import must not leave job failures unlogged."""
+    log_file = tmp_path / "app.log"
+    (tmp_path / "dict_boom.py").write_text(
+        "import logging.config\nfrom oban_bridge import worker\n\n"
+        "logging.config.dictConfig({'version': 1, 'handlers': {'f': {'class': 'logging.FileHandler', "
+        f"'filename': {str(log_file)!r}, 'formatter': 'p'}}}}, 'formatters': {{'p': {{'format': 'APP %(message)s'}}}}, "
+        "'root': {'handlers': ['f'], 'level': 'INFO'}})\n\n"
+        "@worker('py.LogBoom', queue='logq', max_attempts=3)\n"
+        "def boom(job):\n    raise RuntimeError('the log must say this')\n")
+    _run_start_until(db_url, {"PYTHONPATH": str(tmp_path)}, ["-m", "dict_boom"], "retryable")
+    assert "APP job py.LogBoom failure" in log_file.read_text()
+
+
+def test_handlers_on_the_oban_bridge_logger_alone_are_the_apps(db_url: str, tmp_path: Any) -> None:
+    log_file = tmp_path / "app.log"
+    (tmp_path / "own_boom.py").write_text(
+        "import logging\nfrom oban_bridge import worker\n\n"
+        f"handler = logging.FileHandler({str(log_file)!r})\n"
+        "handler.setFormatter(logging.Formatter('APP %(message)s'))\n"
+        "logging.getLogger('oban_bridge').addHandler(handler)\n\n"
+        "@worker('py.LogBoom', queue='logq', max_attempts=3)\n"
+        "def boom(job):\n    raise RuntimeError('the log must say this')\n")
+    err = _run_start_until(db_url, {"PYTHONPATH": str(tmp_path)}, ["-m", "own_boom"], "retryable")
+    assert "APP job py.LogBoom failure" in log_file.read_text()
+    assert "py.LogBoom failure" not in err, err  # not a second time on stderr by our root handler
 
 
 def test_pyproject_is_found_upward_and_checked(db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,3 +180,23 @@ def test_processes_with_a_missing_schema_or_table_is_one_line_not_a_traceback_pe
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
         assert result.returncode == 1 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3, result.stderr
+
+
+def _orphan_body(parent: int) -> None:
+    from oban_bridge.processes import watch_parent
+
+    watch_parent(parent, interval=0.05)
+    time.sleep(30)  # SIGTERM from watch_parent ends this
+
+
+def test_a_child_whose_parent_died_while_it_started_stops_itself() -> None:
+    """The parent's pid is handed over, not read in the child: a child whose parent died before it
+    looked would read the reaper's pid as its parent's, and run on unsupervised."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_orphan_body, args=(1 << 22,))  # a pid not its parent's
+    started = time.monotonic()
+    child.start()
+    child.join(20)
+    assert not child.is_alive() and child.exitcode == -signal.SIGTERM
+    assert time.monotonic() - started < 20

@@ -7,6 +7,7 @@ input. Errors are one line on stderr; `--debug` shows the traceback. Passwords a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -138,6 +139,10 @@ def main(ctx: click.Context, database_url: str | None, prefix: str, debug: bool)
     settings = project_settings()
     source = ctx.get_parameter_source("database_url")
     hint = "DATABASE_URL" if source == click.core.ParameterSource.ENVIRONMENT else "'--database-url'"
+    if database_url is None and source != click.core.ParameterSource.COMMANDLINE and os.environ.get("DATABASE_URL") == "":
+        # click drops an empty environment variable as if unset; a DATABASE_URL that is set but
+        # empty is a mistake to report (as one of spaces is), not a reason to use the embedded server.
+        database_url, hint = "", "DATABASE_URL"
     if database_url is None and "database_url" in settings:
         database_url, hint = settings["database_url"], f"[tool.oban_bridge] database_url in {find_pyproject()}"
     if ctx.get_parameter_source("prefix") in (click.core.ParameterSource.DEFAULT, None) and "prefix" in settings:
@@ -228,8 +233,8 @@ def project_settings() -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise click.UsageError(f"cannot read {path}: {exc}") from None
     settings = data.get("tool", {}).get("oban_bridge", {})
     if not isinstance(settings, dict):

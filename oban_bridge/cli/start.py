@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 import importlib
+import math
 import os
 import sys
 from typing import Any
@@ -21,6 +22,13 @@ from ..limits import QueueOptions
 from ..runtime import default_plugins, parse_queues
 from ..worker import registry
 from . import Context, main
+
+
+def _finite(value: float, name: str) -> float:
+    """FloatRange lets nan through (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a number of seconds", param_hint=f"'--{name}'")
+    return value
 
 
 BOOT_ENV = "OBAN_BRIDGE_BOOT"
@@ -47,6 +55,8 @@ def import_modules(modules: tuple[str, ...]) -> None:
         sys.path.insert(0, os.getcwd())
     boot()
     for name in modules:
+        if not name.strip():
+            raise ValidationError("module", f"expected a module name such as my_app.jobs, got {name!r}")
         try:
             importlib.import_module(name)
         except ImportError as exc:
@@ -88,7 +98,8 @@ def _describe(queue: str, options: QueueOptions) -> str:
                    "limits). Default: [tool.oban_bridge] queues.")
 @click.option("--node", default=None, help="Node name recorded in attempted_by (default: host name).")
 @click.option("--name", default=None, help="Oban instance name for leadership (default: ObanBridge).")
-@click.option("--grace", type=click.FloatRange(min=0), default=15.0, show_default=True,
+@click.option("--grace", type=click.FloatRange(min=0, max=1_000_000), callback=lambda _c, _p, v: _finite(v, "grace"),
+              default=15.0, show_default=True,
               help="Seconds running jobs get to finish on shutdown.")
 @click.option("--cron", "crons", multiple=True, metavar="'EXPR|WORKER[|ARGS]'",
               help="A cron entry run by the leader, e.g. '0 9 * * MON-FRI|MyApp.Report|{\"day\": true}'.")
