@@ -360,6 +360,7 @@ def _error_text(error: str) -> str:
 
 
 routine_level = logging.DEBUG
+_IN_MESSAGE = frozenset({"job_id", "attempt"})  # fields a text line need not repeat after the message
 
 
 def log_routine_outcomes(enabled: bool) -> None:
@@ -377,12 +378,18 @@ def log_outcome(outcome: Outcome) -> None:
     # (`--log-jobs`), routine outcomes are INFO as attach_default_logger's (lib/oban/telemetry.ex).
     level = routine_level if outcome.event in ("success", "snoozed") else logging.WARNING
     if log.isEnabledFor(level):
+        error = _error_text(outcome.ack.error) if outcome.ack.error else None
+        # The id, attempt and the error's first line are in the message itself: an app's own
+        # handler with a plain "%(message)s" format still says which job failed and why.
+        message, args = ("job %s %s (id %s, attempt %s): %s", (job.worker, outcome.event, job.id, job.attempt,
+                                                              error.split("\n", 1)[0])) if error else \
+            ("job %s %s (id %s, attempt %s)", (job.worker, outcome.event, job.id, job.attempt))
         log.log(
             level,
-            "job %s %s",
-            job.worker,
-            outcome.event,
+            message,
+            *args,
             extra={
+                "_in_message": _IN_MESSAGE,
                 "event": outcome.event,
                 "worker": job.worker,
                 "queue": job.queue,
@@ -391,6 +398,6 @@ def log_outcome(outcome: Outcome) -> None:
                 "state": outcome.ack.state,
                 "duration": round(outcome.duration, 6),
                 "queue_time": round(outcome.queue_time, 6),
-                **({"error": _error_text(outcome.ack.error)} if outcome.ack.error else {}),
+                **({"error": error} if error else {}),
             },
         )

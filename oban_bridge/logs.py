@@ -105,6 +105,9 @@ class TextFormatter(logging.Formatter):
         line = f"{self._clock(record.created)},{int(record.msecs):03d} {record.levelname} {record.name} " \
                f"{record.getMessage()}"
         extra = fields(record)
+        shown = getattr(record, "_in_message", None)
+        if shown:
+            extra = {k: v for k, v in extra.items() if k not in shown}
         if extra:
             # A multi-line value (an error with its stacktrace) ends the line, never with a blank one.
             line += " " + " ".join(f"{k}={v.rstrip() if type(v) is str else v}" for k, v in extra.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -414,6 +415,8 @@ def test_start_lets_a_worker_module_call_basicconfig(db_url: str, tmp_path: Any)
     err = _run_start_until(db_url, {"PYTHONPATH": str(tmp_path)}, ["-m", "basic_boom"], "retryable")
     written = log_file.read_text()
     assert "APP WARNING job py.LogBoom failure" in written, written
+    # Which job and why, in the message itself: the app's format shows nothing else.
+    assert re.search(r"failure \(id \d+, attempt 1\): \*\* \(RuntimeError\) the log must say this\n", written), written
     assert "py.LogBoom failure" not in err, err
 
 
