@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import math
 import logging
 import os
 import sys
@@ -72,7 +73,42 @@ def _traceback(record: logging.LogRecord) -> str | None:
     return record.exc_text or None
 
 
+def _text(value: Any) -> str:
+    """str() of anything, for a log line: an object whose __str__ raises must not cost the record."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001
+        try:
+            return repr(value)
+        except Exception:  # noqa: BLE001
+            return f"<unprintable {type(value).__name__}>"
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """JSON-safe: string keys, finite numbers (NaN and infinities as strings: JSON has none), and
+    anything else as its text. For the rare record orjson refuses."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _text(value)
+    if depth < 20 and isinstance(value, dict):
+        return {k if isinstance(k, str) else _text(k): _plain(v, depth + 1) for k, v in value.items()}
+    if depth < 20 and isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    return _text(value)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 - arguments that do not fit the format: keep the record
+        return f"{_text(record.msg)} (arguments {_text(record.args)} did not fit the format)"
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. `time`, `level`, `logger`, `message` and `traceback` are always
+    the record's own: an `extra=` field of the same name is written as `extra_<name>`."""
+
     def __init__(self) -> None:
         super().__init__()
         self._clock = _Clock("T")
@@ -82,16 +118,20 @@ class JsonFormatter(logging.Formatter):
             "time": f"{self._clock(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _message(record),
         }
-        out.update(fields(record))
+        for key, value in fields(record).items():
+            out[f"extra_{key}" if key in _OWN_KEYS else key] = value
         trace = _traceback(record)
         if trace:
             out["traceback"] = trace
         try:
-            return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:  # an integer past 64 bits: a record is never lost to its format
-            return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
+            return orjson.dumps(out, default=_text, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, ValueError):  # an integer past 64 bits, a key orjson refuses: never lost
+            return json.dumps(_plain(out), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+_OWN_KEYS = frozenset({"time", "level", "logger", "message", "traceback"})
 
 
 class TextFormatter(logging.Formatter):
@@ -103,14 +143,14 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{self._clock(record.created)},{int(record.msecs):03d} {record.levelname} {record.name} " \
-               f"{record.getMessage()}"
+               f"{_message(record)}"
         extra = fields(record)
         shown = getattr(record, "_in_message", None)
         if shown:
             extra = {k: v for k, v in extra.items() if k not in shown}
         if extra:
             # A multi-line value (an error with its stacktrace) ends the line, never with a blank one.
-            line += " " + " ".join(f"{k}={v.rstrip() if type(v) is str else v}" for k, v in extra.items())
+            line += " " + " ".join(f"{k}={v.rstrip() if type(v) is str else _text(v)}" for k, v in extra.items())
         trace = _traceback(record)
         return f"{line}\n{trace}" if trace else line
 

@@ -506,3 +506,27 @@ def test_buffered_log_lines_reach_the_descriptor_warnings_at_once_the_rest_withi
         handler.close()
         writer.close()
         os.close(read_fd)
+
+
+def test_json_log_lines_survive_odd_fields_and_keep_their_own_keys() -> None:
+    import logging
+
+    from oban_bridge.logs import JsonFormatter, TextFormatter
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    record = logging.LogRecord("app", logging.WARNING, __file__, 1, "hello %s", ("w",), None)
+    record.__dict__.update(time="mine", level=1, nan=float("nan"), inf=float("inf"), obj=Unprintable(),
+                           big=2**70, pair={(1, 2): 3})
+    line = json.loads(JsonFormatter().format(record))  # valid JSON: no NaN/Infinity tokens
+    assert (line["level"], line["extra_time"], line["extra_level"], line["message"]) == ("WARNING", "mine", 1, "hello w")
+    assert line["time"].endswith("Z") and line["big"] == 2**70 and line["obj"] == "<unprintable Unprintable>"
+    assert line["inf"] == "inf" and line["nan"] == "nan" and line["pair"] == {"(1, 2)": 3}
+    assert "obj=<unprintable Unprintable>" in TextFormatter().format(record)
+    mismatched = logging.LogRecord("app", logging.WARNING, __file__, 1, "%s and %s", ("one",), None)
+    assert "did not fit the format" in json.loads(JsonFormatter().format(mismatched))["message"]
