@@ -235,7 +235,7 @@ class Job:
             _check_name(queue, "queue")
         if priority is not None:
             _check_int(priority, "priority", 0, 9, "an integer from 0 to 9")
-        if type(max_attempts) is not int or max_attempts < 1:
+        if type(max_attempts) is not int or not 1 <= max_attempts <= _INT4_MAX:
             _check_int(max_attempts, "max_attempts", 1, _INT4_MAX, "an integer from 1 to 2147483647 (the column is integer)")
 
         at: datetime | None = None
@@ -249,7 +249,7 @@ class Job:
             try:
                 at = utc_now() + _schedule_delta(schedule_in)
             except OverflowError:
-                raise ValidationError("schedule_in", f"{schedule_in!r} seconds is past the year 9999") from None
+                raise ValidationError("schedule_in", f"{schedule_in!r} seconds is outside the years 1 to 9999") from None
 
         if state is None:
             # lib/oban/job.ex normalize_state/1: any scheduled_at makes the job scheduled; the

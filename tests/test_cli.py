@@ -205,8 +205,8 @@ def test_connection_options_work_after_the_verb_too(db_url: str) -> None:
     (["queues", "--listen", "-1"], 2, "--listen"),
     (["--database-url", "", "jobs", "list"], 2, "empty; leave it out"),
     (["jobs", "list", "--database-url", " "], 2, "empty; leave it out"),
-    (["enqueue", "W", "--schedule-in", "99999999999999"], 2, "past the year 9999"),
-    (["enqueue", "W", "--schedule-in", "1e12"], 2, "past the year 9999"),
+    (["enqueue", "W", "--schedule-in", "99999999999999"], 2, "outside the years 1 to 9999"),
+    (["enqueue", "W", "--schedule-in", "-1e12"], 2, "outside the years 1 to 9999"),
     (["enqueue", "W", "--max-attempts", "99999999999"], 2, "2147483647"),
     (["enqueue", "W", "--tag", "ok", "--args", '{"n": 1}', "--meta", "[1]"], 2, "expected a JSON object"),
     (["jobs", "cancel", "99999999999999999999999"], 2, "not in the range"),
@@ -234,6 +234,15 @@ def test_database_errors_are_one_line(db_url: str, args: list[str], code: int, m
     result = CliRunner().invoke(main, ["--database-url", db_url, *args])
     assert result.exit_code == code and message in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_bad_line_of_a_file_is_reported_by_number(db_url: str, tmp_path: Any) -> None:
+    source = tmp_path / "jobs.jsonl"
+    source.write_text('{"worker": "W", "args": {}}\n{"worker": "W", "max_attempts": 99999999999}\n'
+                      '{"worker": "W", "schedule_in": -1e300}\n')
+    result = CliRunner().invoke(main, ["--database-url", db_url, "enqueue", "--file", str(source)])
+    assert result.exit_code == 2 and "2 bad line(s), nothing inserted" in result.output, result.output
+    assert "line 2: max_attempts" in result.output and "line 3: schedule_in" in result.output
 
 
 def test_an_empty_database_url_in_the_environment_is_refused_not_the_embedded_server(db_url: str) -> None:
@@ -464,7 +473,7 @@ def test_log_jobs_writes_a_line_per_job_and_nothing_without_it(db_url: str, tmp_
     assert '"event":"success"' in by_env
     bad = CliRunner().invoke(main, ["--database-url", db_url, "start", "-m", "tests.workers", "-q", "a:1"],
                              env={"OBAN_BRIDGE_LOG_JOBS": "maybe"})
-    assert bad.exit_code == 2 and "OBAN_BRIDGE_LOG_JOBS must be 1 or 0" in bad.output
+    assert bad.exit_code == 2 and "invalid OBAN_BRIDGE_LOG_JOBS: must be 1 or 0" in bad.output
 
 
 def test_buffered_log_lines_reach_the_descriptor_warnings_at_once_the_rest_within_the_flush() -> None:

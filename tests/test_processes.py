@@ -17,15 +17,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oban_bridge import Job, ObanBridge
-from oban_bridge.processes import node_name, parse_processes, run
+from oban_bridge.processes import MAX_PROCESSES, node_name, parse_processes, run
 
 from .test_reliability import ROOT, ledger_counts, ledger_table
 from .test_runtime import count, wait_for
 
 
-@given(st.integers(min_value=1, max_value=10_000))
+@given(st.integers(min_value=1, max_value=MAX_PROCESSES))
 def test_processes_accepts_positive_counts(n: int) -> None:
     assert parse_processes(str(n)) == n == parse_processes(n)
+
+
+@given(st.integers(min_value=MAX_PROCESSES + 1))
+def test_processes_past_the_cap_are_refused(n: int) -> None:
+    with pytest.raises(ValueError, match=f"at most {MAX_PROCESSES}"):
+        parse_processes(str(n))
 
 
 @given(st.one_of(st.integers(max_value=0), st.text().filter(lambda t: not t.strip().isdigit()

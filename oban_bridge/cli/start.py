@@ -178,9 +178,10 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
         log_settings = logs.settings(log_level, log_format, log_jobs or None)
     except ValueError as exc:
         text = str(exc)
-        field = text.split(" must ")[0] if text.startswith("OBAN_BRIDGE_") else \
-            "log-level" if "level" in text else "log-format"
-        raise ValidationError(field, text) from None
+        if text.startswith("OBAN_BRIDGE_"):  # "OBAN_BRIDGE_X must …": named once, as the field
+            field, _, reason = text.partition(" ")
+            raise ValidationError(field, reason) from None
+        raise ValidationError("log-level" if "level" in text else "log-format", text) from None
     logs.release()  # the module's own logging.basicConfig() must take effect (logs.configure)
     import_modules(modules)
     if not registry():
@@ -194,12 +195,15 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
     if name:
         kwargs["name"] = name
     obj.warn_if_embedded()
-    click.echo(f"oban-bridge: running {', '.join(_describe(q, o) for q, o in limits.items())} "
-               f"with workers {', '.join(sorted(registry()))}"
-               + (f" in {count} processes" if count > 1 else ""), err=True)
     from ..client import ObanBridge
 
+    def announce() -> None:
+        click.echo(f"oban-bridge: running {', '.join(_describe(q, o) for q, o in limits.items())} "
+                   f"with workers {', '.join(sorted(registry()))}"
+                   + (f" in {count} processes" if count > 1 else ""), err=True)
+
     if count == 1:
+        announce()
         watch.begin(0)
         ObanBridge(obj.database_url, node=node, plugins=default_plugins(settings=settings), **kwargs).run()
         exit_past_stuck_jobs()
@@ -214,6 +218,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
         check.preflight()
     finally:
         check.close()
+    announce()  # after the check: a database that is down is the one line printed
     make = functools.partial(cli_node, url=url, base_node=node or default_node(), processes=count,
                              modules=modules, settings=settings, log_settings=log_settings, kwargs=kwargs,
                              watch=watch)
