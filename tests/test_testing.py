@@ -252,6 +252,8 @@ def test_testing_mode_switches_clients_built_with_a_mode_only(db_url: str) -> No
         assert len(Testing(real).all_enqueued(worker=add)) == 2
     with pytest.raises(ValueError, match="testing"):
         ObanBridge(db_url, testing="eager")
+    with pytest.raises(TypeError, match="AsyncTesting is for AsyncObanBridge"):
+        Testing(AsyncObanBridge(db_url))  # type: ignore[arg-type]
 
 
 # --- manual mode and the enqueued assertions -------------------------------------------------------

@@ -42,6 +42,10 @@ class Testing:
     __test__ = False  # imported into a test module, pytest must not take it for a test class
 
     def __init__(self, client: ObanBridge | None = None) -> None:
+        from ..client import ObanBridge
+
+        if client is not None and not isinstance(client, ObanBridge):
+            raise TypeError(f"Testing takes an ObanBridge (AsyncTesting is for AsyncObanBridge), got {type(client).__name__}")
         self.client = client
 
     def _run(self, plan: db.Plan[Any]) -> Any:
@@ -135,6 +139,10 @@ class AsyncTesting:
     __test__ = False
 
     def __init__(self, client: AsyncObanBridge | None = None) -> None:
+        from ..client import AsyncObanBridge
+
+        if client is not None and not isinstance(client, AsyncObanBridge):
+            raise TypeError(f"AsyncTesting takes an AsyncObanBridge (Testing is for ObanBridge), got {type(client).__name__}")
         self.client = client
 
     async def _run(self, plan: db.Plan[Any]) -> Any:
