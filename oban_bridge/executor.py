@@ -164,7 +164,7 @@ class Attempt:
     child: Any = None  # isolation.Child while an isolated job runs in one
     finished: bool = False
     hooks: Sequence[Any] = ()  # pro/hooks.py: the worker's, then global ones
-    span: Any = None  # tracing.py: the attempt's OpenTelemetry span, when tracing is on
+    span: Any = None  # tracing.JobSpan: the attempt's OpenTelemetry span, when tracing is on
 
     def request_stop(self, reason: str) -> bool:
         """Ask the job to stop. A shutdown overrides an earlier reason (nothing is written for a

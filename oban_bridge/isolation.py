@@ -19,6 +19,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import tracing
 from .job import Job
 
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -70,7 +71,7 @@ class Children:
         try:
             if attempt.stop is not None:  # asked to stop before the child was in place
                 child.kill()
-            child.conn.send((module, name, job))
+            child.conn.send((module, name, job, tracing.handing_over(attempt.span)))
             status, value = child.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
             child.close()
@@ -104,7 +105,7 @@ def _serve(conn: Connection) -> None:
 
     while True:
         try:
-            module, name, job = conn.recv()
+            module, name, job, carrier = conn.recv()
         except (EOFError, OSError):
             return
         try:
@@ -112,11 +113,12 @@ def _serve(conn: Connection) -> None:
             spec = lookup(name)
             if spec is None:
                 raise RuntimeError(f"unknown worker: {name} (not registered by importing {module})")
-            result = spec.perform(job)
-            if spec.is_async:
-                import asyncio
+            with tracing.taken_over(carrier):
+                result = spec.perform(job)
+                if spec.is_async:
+                    import asyncio
 
-                result = asyncio.run(result)
+                    result = asyncio.run(result)
             reply: tuple[str, Any] = ("ok", result)
         except Exception as exc:  # noqa: BLE001 - the parent records it as the attempt's error
             reply = ("error", format_exception(exc))

@@ -101,15 +101,19 @@ class _Live(Collector):
     def collect(self) -> Iterator[Any]:
         from .runtime import live
 
-        running = GaugeMetricFamily("oban_bridge_jobs_running", "Jobs this node runs now, per queue", labels=["queue"])
-        limit = GaugeMetricFamily("oban_bridge_queue_limit", "This node's limit per queue (local)", labels=["queue"])
+        running = GaugeMetricFamily("oban_bridge_jobs_running", "Jobs this process runs now, per queue", labels=["queue"])
+        limit = GaugeMetricFamily("oban_bridge_queue_limit", "The local limit per queue, summed over this process's nodes", labels=["queue"])
         jobs = GaugeMetricFamily("oban_bridge_jobs", "Jobs in the table per queue and state, as the leader last "
                                                      "counted them for Oban Web", labels=["queue", "state"])
         counted: dict[tuple[str, str], int] = {}
+        # Nodes of one process that run the same queue add up: one sample per label set, as the
+        # exposition format requires (the process is the scrape's instance).
+        per_queue: dict[str, list[int]] = {}
         for runtime in list(live):
             for queue, producer in list(runtime.producers.items()):
-                running.add_metric([queue], len(producer.running))
-                limit.add_metric([queue], producer.limit)
+                totals = per_queue.setdefault(queue, [0, 0])
+                totals[0] += len(producer.running)
+                totals[1] += producer.limit
             for met in runtime._met:
                 last = met.last_counts
                 if last is not None and time.monotonic() - last[0] < COUNTS_FRESH:
@@ -120,6 +124,9 @@ class _Live(Collector):
                             counted.setdefault((queue, state), 0)
                     for state, queue, n in last[1]:
                         counted[(queue, state)] = n
+        for queue, (now, most) in sorted(per_queue.items()):
+            running.add_metric([queue], now)
+            limit.add_metric([queue], most)
         for (queue, state), n in sorted(counted.items()):
             jobs.add_metric([queue, state], n)
         yield running

@@ -42,6 +42,10 @@ MAX_BACKOFF = 30.0
 # than this would exhaust any PostgreSQL's max_connections long before they helped.
 MAX_PROCESSES = 256
 
+# A child whose settings cannot work (a metrics port it cannot serve on) exits with this code
+# (sysexits' EX_CONFIG): starting it again would fail the same way, so the parent stops at once.
+EXIT_CONFIG = 78
+
 
 def parse_processes(text: str | int) -> int:
     """`--processes`: a positive number (at most MAX_PROCESSES), or `auto` for one per CPU core."""
@@ -72,7 +76,13 @@ def run_node(make_node: Callable[[int], ObanBridge], index: int, parent: int | N
     graceful stop and a second ends the grace at once, wherever it was sent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent(parent)
-    bridge = make_node(index)
+    from .errors import ValidationError
+
+    try:
+        bridge = make_node(index)
+    except ValidationError as exc:
+        print(f"oban-bridge: node process {index + 1}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     bridge.run(signals=(signal.SIGTERM,))
     exit_past_stuck_jobs()
 
@@ -113,7 +123,7 @@ def run(make_node: Callable[[int], ObanBridge], processes: int | str, *, stop_ti
 
     `make_node` must be picklable (a module-level function or a functools.partial of one): it is
     sent to spawned children. Returns 0 after a requested stop, 1 when children kept failing to
-    start. A child that exits is started again after `backoff` seconds, doubling while children
+    start, 2 when one refused its settings (EXIT_CONFIG). A child that exits is started again after `backoff` seconds, doubling while children
 keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait for children after the stop (their own grace period
     comes first); a child still alive then is killed and its jobs left to the lifeline.
     """
@@ -160,6 +170,11 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
                     continue
                 if child.is_alive():
                     continue
+                if child.exitcode == EXIT_CONFIG:  # it said why (one line): no restart can help
+                    log.error("node process refused its settings; stopping", extra={"index": index + 1})
+                    status = 2
+                    stopping.set()
+                    break
                 lived = now - started_at[index]
                 quick_failures = quick_failures + 1 if lived < QUICK_EXIT else 0
                 if quick_failures >= QUICK_FAILURES:

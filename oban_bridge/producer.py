@@ -515,7 +515,7 @@ class Producer:
             module = spec.target.__module__
             children = self.children
             run = lambda job: children.run(module, spec.name, job, attempt)  # noqa: E731
-        if attempt.span is not None and spec.isolation != "process":
+        elif attempt.span is not None:
             run = tracing.call_in(attempt.span, run)  # the job's own spans are the attempt's children
         if attempt.hooks and hooks.has(attempt.hooks, "before_process"):
             return functools.partial(run_with_hooks, run), attempt  # the hooks run on the job's thread

@@ -2,7 +2,7 @@
 (opentelemetry-erlang-contrib, instrumentation/opentelemetry_oban: lib/opentelemetry_oban.ex for
 inserts, lib/opentelemetry_oban/job_handler.ex for attempts), so one trace crosses languages.
 
-- An insert is a `PRODUCER` span named `"<worker> send"` (`insert_all`: `"Oban bulk insert"`). The
+- An insert is a `PRODUCER` span named `"send <queue>"` (`insert_all`: `"send"`). The
   trace context is injected into the job's `meta` with the global text-map propagator, as
   top-level keys (W3C: `traceparent`, `tracestate`), exactly where opentelemetry_oban puts it.
   So an Elixir worker traced by opentelemetry_oban continues a Python insert's trace, and the
@@ -22,6 +22,7 @@ where spans go — exporters, sampling — is the app's OpenTelemetry SDK set-up
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -105,42 +106,80 @@ def _inject(job: Job) -> Job:
     return replace(job, meta={**job.meta, **carrier}) if carrier else job
 
 
+def _passed_through(job: Job) -> Job:
+    """With no SDK no span is made, but a context that is current all the same (an isolated
+    child's attempt, a remote parent an app attached) still travels on, as W3C propagation does."""
+    return _inject(job) if trace.get_current_span().get_span_context().is_valid else job
+
+
 def carry(job: Job) -> Job:
     """The job with the current trace context in its meta, when inserts are traced (for jobs
     written by plans outside `insert`, such as a Hephaestus hand-over's AdvanceWorker)."""
     config = _config
-    return _inject(job) if config is not None and config.inserts and not _no_sdk(config) else job
+    if config is None or not config.inserts:
+        return job
+    return _passed_through(job) if _no_sdk(config) else _inject(job)
+
+
+def _send_attributes(job: Job) -> dict[str, Any]:
+    """opentelemetry_oban.ex attributes_before_insert/1."""
+    return {"messaging.system": "oban", "messaging.operation.name": "send", "messaging.client.id": job.worker,
+            "messaging.destination.name": job.queue, "messaging.operation.type": "create",
+            "oban.job.worker": job.worker}
+
+
+@contextlib.contextmanager
+def _failing_as_elixir(span: Any) -> Iterator[None]:
+    """An insert that raises: the SDK records the exception and the ERROR status as it leaves the
+    span; `error.type` is the one attribute opentelemetry_oban's insert!/insert_all add of their own."""
+    try:
+        yield
+    except Exception as exc:
+        from .executor import exception_name
+
+        span.set_attribute("error.type", exception_name(exc))
+        raise
 
 
 @contextlib.contextmanager
 def insert_span(job: Job) -> Iterator[tuple[Any, Job]]:
     """`with insert_span(job) as (span, job):` — the span, and the job to insert (its meta
-    carrying the context), or (None, job) when inserts are not traced."""
+    carrying the context), or (None, job) when inserts are not traced (opentelemetry_oban.ex
+    insert/3: a PRODUCER span "send <queue>")."""
     config = _config
-    if config is None or not config.inserts or _no_sdk(config):
+    if config is None or not config.inserts:
         yield None, job
         return
-    attributes = {"messaging.system": "oban", "messaging.destination.name": job.queue, "oban.job.worker": job.worker}
-    with config.tracer.start_as_current_span(f"{job.worker} send", kind=SpanKind.PRODUCER,
-                                             attributes=attributes) as span:
+    if _no_sdk(config):
+        yield None, _passed_through(job)
+        return
+    with config.tracer.start_as_current_span(f"send {job.queue}", kind=SpanKind.PRODUCER,
+                                             attributes=_send_attributes(job)) as span, _failing_as_elixir(span):
         yield span, _inject(job)
 
 
 def inserted(span: Any, job: Job) -> None:
+    """attributes_after_insert/1: what only the inserted row knows."""
     if span is not None and job.id is not None:
-        span.set_attributes({"oban.job.job_id": job.id, "oban.job.priority": job.priority,
-                             "oban.job.max_attempts": job.max_attempts})
+        span.set_attributes({"messaging.message.id": job.id, "oban.job.job_id": job.id,
+                             "oban.job.priority": job.priority, "oban.job.max_attempts": job.max_attempts})
 
 
 @contextlib.contextmanager
 def insert_all_span(jobs: list[Job]) -> Iterator[list[Job]]:
-    """One span for a batch, as opentelemetry_oban's insert_all: jobs of many workers and queues,
-    so no job attributes; each job's meta carries the context."""
+    """One PRODUCER span "send" for a batch, as opentelemetry_oban's insert_all/3: jobs of many
+    workers and queues, so no job attributes but the count; each job's meta carries the context."""
     config = _config
-    if config is None or not config.inserts or _no_sdk(config):
+    if config is None or not config.inserts:
         yield jobs
         return
-    with config.tracer.start_as_current_span("Oban bulk insert", kind=SpanKind.PRODUCER):
+    if _no_sdk(config):
+        yield [_passed_through(job) for job in jobs]
+        return
+    attributes = {"messaging.system": "oban", "messaging.operation.name": "send",
+                  "messaging.operation.type": "create", "messaging.batch.message_count": len(jobs)}
+    with config.tracer.start_as_current_span("send", kind=SpanKind.PRODUCER, attributes=attributes) as span, \
+            _failing_as_elixir(span):
         yield [_inject(job) for job in jobs]
 
 
@@ -166,7 +205,17 @@ def _propagated(meta: Mapping[str, Any], relationship: str) -> tuple[Any, list[A
     return None, [Link(span_context)]
 
 
-def start_job_span(job: Job) -> Any:
+@dataclass(frozen=True, slots=True)
+class JobSpan:
+    """An attempt's span, and the context its code runs in: the span on an empty context, or with
+    `"child"` on the producer's whole context, baggage included (job_handler.ex attaches the
+    extracted context as it is, then starts the span in it)."""
+
+    span: Any
+    context: Any
+
+
+def start_job_span(job: Job) -> JobSpan | None:
     """The attempt's span, started now (job_handler.ex handle_job_start/4), or None when off or
     when the tracer makes no spans at all (the API without an SDK)."""
     config = _config
@@ -206,14 +255,15 @@ def start_job_span(job: Job) -> Any:
         span.set_attributes(more)
     elif not span.get_span_context().is_valid:
         return None  # a no-op tracer: nothing to end, nothing to carry on
-    return span
+    return JobSpan(span, trace.set_span_in_context(span, parent or _EMPTY))
 
 
-def end_job_span(span: Any, outcome: Outcome | None, exc: BaseException | None) -> None:
+def end_job_span(job_span: JobSpan | None, outcome: Outcome | None, exc: BaseException | None) -> None:
     """handle_job_stop/4 and handle_job_exception/4: durations, and for a failed attempt (an
     exception, an `Error` result, a timeout) the exception recorded and an ERROR status."""
-    if span is None:
+    if job_span is None:
         return
+    span = job_span.span
     if outcome is not None and span.is_recording():
         span.set_attributes({"oban.job.duration_us": round(outcome.duration * 1e6),
                              "oban.job.queue_time_us": round(outcome.queue_time * 1e6)})
@@ -224,9 +274,12 @@ def end_job_span(span: Any, outcome: Outcome | None, exc: BaseException | None) 
                 span.record_exception(exc)
                 span.set_attribute("error.type", exception_name(exc))
             else:
-                text = _error_text(outcome.ack.error)
-                kind = "Oban.TimeoutError" if "(Oban.TimeoutError)" in text else "Oban.PerformError"
-                span.add_event("exception", {"exception.type": kind, "exception.message": text})
+                kind, text, stack = _banner(_error_text(outcome.ack.error))
+                # As Span.record_exception/3 writes an Elixir exception: the module's full name as
+                # the type, Exception.message/1 (no "** (...)" banner), a stacktrace always.
+                full = f"Elixir.{kind}" if kind.startswith("Oban.") else kind
+                span.add_event("exception", {"exception.type": full, "exception.message": text,
+                                             "exception.stacktrace": stack})
                 span.set_attribute("error.type", kind)
             span.set_status(Status(StatusCode.ERROR, ""))
     span.end()
@@ -236,6 +289,20 @@ def _formatted(exc: BaseException) -> bool:
     from .executor import FormattedError
 
     return isinstance(exc, FormattedError)
+
+
+_BANNER = re.compile(r"\*\* \(([\w.]+)\) ?")
+
+
+def _banner(text: str) -> tuple[str, str, str]:
+    """(type, message, stacktrace) from a formatted error as Oban's errors entry holds it: the
+    "** (Oban.PerformError) …" banner, then the frames (an isolated child's exception arrives
+    formatted too: "** (ValueError) …")."""
+    match = _BANNER.match(text)
+    if match is None:
+        return "Oban.PerformError", text, ""
+    message, _, stack = text[match.end():].partition("\n")
+    return match[1], message, stack
 
 
 def _error_text(error: str | None) -> str:
@@ -249,13 +316,13 @@ def _error_text(error: str | None) -> str:
         return error
 
 
-def call_in(span: Any, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`fn`, run with the attempt's span current (a `def` job on its thread)."""
-    if span is None:
+def call_in(job_span: JobSpan | None, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`fn`, run in the attempt's context (a `def` job on its thread)."""
+    if job_span is None:
         return fn
 
     def run(arg: Any) -> Any:
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(job_span.context)
         try:
             return fn(arg)
         finally:
@@ -264,12 +331,42 @@ def call_in(span: Any, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
-async def await_in(span: Any, coro: Coroutine[Any, Any, Any]) -> Any:
-    """Await an `async def` job with the attempt's span current."""
-    if span is None:
+async def await_in(job_span: JobSpan | None, coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await an `async def` job in the attempt's context."""
+    if job_span is None:
         return await coro
-    token = otel_context.attach(trace.set_span_in_context(span))
+    token = otel_context.attach(job_span.context)
     try:
         return await coro
+    finally:
+        otel_context.detach(token)
+
+
+# --- isolated children (isolation.py) -----------------------------------------------------------
+
+def handing_over(job_span: JobSpan | None) -> dict[str, str] | None:
+    """What an isolated child needs to run a job in its attempt's context: that context in the
+    text-map form an insert writes (baggage included), or None when the attempt is not traced."""
+    if job_span is None or _config is None:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=job_span.context)
+    return carrier
+
+
+@contextlib.contextmanager
+def taken_over(carrier: dict[str, str] | None) -> Iterator[None]:
+    """In an isolated child: the job runs in its attempt's context, so its own spans are the
+    attempt's children (with an SDK set up in the child, by the worker module) and the jobs it
+    inserts carry the context on (with or without one: the context passes through)."""
+    if not carrier or trace is None:
+        yield
+        return
+    global _config
+    if _config is None:
+        setup(jobs=False)  # inserts only: a child runs no attempts of its own
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        yield
     finally:
         otel_context.detach(token)

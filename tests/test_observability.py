@@ -67,6 +67,23 @@ def fails(job: Job) -> Any:
     raise ValueError("broken pdf")
 
 
+seen_baggage: list[Any] = []
+
+
+@worker("Obs.Baggage", queue="obs")
+def reads_baggage(job: Job) -> None:
+    from opentelemetry import baggage
+
+    seen_baggage.append(baggage.get_baggage("user"))
+
+
+@worker("Obs.Isolated", queue="obs", isolation="process")
+def isolated_inserts(job: Job) -> None:
+    """In its own process (no SDK there): the job it inserts must still carry the attempt's context."""
+    with ObanBridge(job.args["url"]) as oban:
+        oban.insert(Job.new("Obs.Downstream", {}, queue="downstream"))
+
+
 @pytest.fixture
 def traced() -> Iterator[InMemorySpanExporter]:
     exporter.clear()
@@ -90,18 +107,24 @@ def test_a_python_insert_carries_its_context_in_meta_as_opentelemetry_oban_does(
         with app_tracer.start_as_current_span("request") as request:
             job = oban.insert(Job.new("MyApp.ElixirMailer", {"to": "a@b.c"}, queue="mailers", meta={"k": 1}))
             batch = oban.insert_all([Job.new("MyApp.A", {}), Job.new("MyApp.B", {}, queue="other")])
-    (send,) = spans(traced, "MyApp.ElixirMailer send")
+    # opentelemetry_oban.ex insert/3: "send <queue>", attributes_before_insert/1 and, once the
+    # row exists, attributes_after_insert/1 (its test expects `name: "send events"`).
+    (send,) = spans(traced, "send mailers")
     assert send.kind == SpanKind.PRODUCER
     assert send.parent is not None and send.parent.span_id == request.get_span_context().span_id
     assert dict(send.attributes or {}) == {
-        "messaging.system": "oban", "messaging.destination.name": "mailers", "oban.job.worker": "MyApp.ElixirMailer",
+        "messaging.system": "oban", "messaging.operation.name": "send", "messaging.client.id": "MyApp.ElixirMailer",
+        "messaging.destination.name": "mailers", "messaging.operation.type": "create",
+        "oban.job.worker": "MyApp.ElixirMailer", "messaging.message.id": job.id,
         "oban.job.job_id": job.id, "oban.job.priority": 0, "oban.job.max_attempts": 20}
     stored = rows(db_url, f"id = {job.id}")[0]["meta"]
     match = TRACEPARENT.match(stored["traceparent"])
     assert match and stored["k"] == 1
     assert (int(match[1], 16), int(match[2], 16)) == (send.context.trace_id, send.context.span_id)
-    (bulk,) = spans(traced, "Oban bulk insert")
+    (bulk,) = spans(traced, "send")  # insert_all/3: one "send" span with the batch's size
     assert bulk.kind == SpanKind.PRODUCER
+    assert dict(bulk.attributes or {}) == {"messaging.system": "oban", "messaging.operation.name": "send",
+                                           "messaging.operation.type": "create", "messaging.batch.message_count": 2}
     for inserted in batch:
         parent = TRACEPARENT.match(rows(db_url, f"id = {inserted.id}")[0]["meta"]["traceparent"])
         assert parent and int(parent[2], 16) == bulk.context.span_id
@@ -175,6 +198,55 @@ async def test_failed_attempts_record_the_error(db_url: str, traced: InMemorySpa
         assert span.attributes["error.type"] == kind
         (event,) = [e for e in span.events if e.name == "exception"]
         assert message in event.attributes["exception.message"]
+        assert sorted(event.attributes) == ["exception.escaped", "exception.message", "exception.stacktrace",
+                                            "exception.type"] if kind == "ValueError" else \
+            sorted(event.attributes) == ["exception.message", "exception.stacktrace", "exception.type"]
+    # As Span.record_exception/3 writes Oban's own exception (opentelemetry_oban_test.exs expects
+    # "Elixir.Oban.CrashError" and the three keys): the module's full name, no "** (…)" banner.
+    (event,) = [e for e in by_id[errored.id].events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "Elixir.Oban.PerformError"
+    assert event.attributes["exception.message"] == 'Obs.Fails failed with {:error, "nope"}'
+
+
+def test_a_failed_insert_records_its_error_type(db_url: str, traced: InMemorySpanExporter) -> None:
+    oban = ObanBridge(db_url, prefix="no_such_schema")  # not entered: the insert meets the missing table
+    try:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the insert raises
+            oban.insert(Job.new("MyApp.X", {}, queue="q"))
+    finally:
+        oban.close()
+    (send,) = spans(traced, "send q")
+    assert send.status.status_code == StatusCode.ERROR
+    assert send.attributes["error.type"]
+    assert [e.name for e in send.events] == ["exception"]
+
+
+async def test_a_child_attempt_runs_in_the_producers_whole_context_baggage_included(db_url: str) -> None:
+    """job_handler.ex extract_and_attach/1 attaches the extracted context as it is (`"child"`)."""
+    exporter.clear()
+    seen_baggage.clear()
+    tracing.setup(tracer_provider=provider, span_relationship="child")
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO oban_jobs (worker, queue, args, meta) VALUES ('Obs.Baggage', 'obs', '{}', %s)",
+                         [psycopg.types.json.Jsonb({**ELIXIR_META, "baggage": "user=alice"})])
+        async with AsyncObanBridge(db_url, queues={"obs": 1}, poll_interval=0.05):
+            await wait_for(lambda: count(db_url, "state = 'completed'") == 1)
+    finally:
+        tracing.teardown()
+    assert seen_baggage == ["alice"]
+
+
+async def test_an_isolated_jobs_inserts_carry_its_attempts_context(db_url: str, traced: InMemorySpanExporter) -> None:
+    async with AsyncObanBridge(db_url, queues={"obs": 1}, poll_interval=0.05) as oban:
+        await oban.insert(isolated_inserts.new({"url": db_url}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, "worker = 'Obs.Downstream'") == 1, timeout=60)
+        await wait_for(lambda: count(db_url, "state = 'completed'") == 1)
+    (attempt,) = spans(traced, "process obs")
+    (downstream,) = rows(db_url, "worker = 'Obs.Downstream'")
+    match = TRACEPARENT.match(downstream["meta"].get("traceparent", ""))
+    assert match, downstream["meta"]
+    assert (int(match[1], 16), int(match[2], 16)) == (attempt.context.trace_id, attempt.context.span_id)
 
 
 def test_a_hand_over_carries_the_steps_context_to_the_advance_worker(traced: InMemorySpanExporter) -> None:
@@ -251,6 +323,43 @@ def test_cli_refuses_a_port_it_cannot_serve_on(db_url: str) -> None:
     assert done.returncode == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
 
+
+
+async def test_nodes_of_one_process_running_one_queue_make_one_series(db_url: str) -> None:
+    """The exposition format allows one sample per label set: two nodes' `obs` queue add up."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from oban_bridge import metrics
+
+    registry = CollectorRegistry()
+    metrics.enable(registry)
+    try:
+        async with AsyncObanBridge(db_url, queues={"obs": 3}), AsyncObanBridge(db_url, queues={"obs": 4}):
+            body = generate_latest(registry).decode()
+    finally:
+        metrics.disable()
+    assert [line for line in body.splitlines() if line.startswith("oban_bridge_queue_limit")] == [
+        'oban_bridge_queue_limit{queue="obs"} 7.0']
+    assert [line for line in body.splitlines() if line.startswith("oban_bridge_jobs_running")] == [
+        'oban_bridge_jobs_running{queue="obs"} 0.0']
+
+
+@pytest.mark.parametrize("case", ["taken", "past 65535"])
+def test_processes_refuse_metrics_ports_they_cannot_serve_on_at_once(db_url: str, case: str) -> None:
+    """With --processes 2, node i serves on port + i: a port that cannot work is one line and exit 2,
+    not a child restarted with backoff for ever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] - 1 if case == "taken" else 65535  # the second node's port is taken
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "elixir:1",
+                               "--processes", "2", "--metrics-port", str(port), "--metrics-addr", "127.0.0.1"],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    expected = f"cannot serve metrics on 127.0.0.1:{port + 1}" if case == "taken" else "past 65535"
+    assert expected in done.stderr
 
 
 def test_without_an_sdk_nothing_is_made_or_injected(db_url: str) -> None:

@@ -188,7 +188,7 @@ def start(obj: Context, modules: tuple[str, ...], queues: str, node: str | None,
         raise ValidationError("module", f"no @worker found in {', '.join(modules)}")
     logs.configure(*(("DEBUG", *log_settings[1:]) if obj.debug else log_settings))
     watch = Observability(otel, span_relationship, metrics_port, metrics_addr)
-    watch.check()
+    watch.check(count)
     kwargs: dict[str, Any] = {"prefix": obj.prefix, "queues": limits, "shutdown_grace": grace}
     if crontab:
         kwargs.update(crontab=crontab, cron_timezone=timezone)
@@ -245,7 +245,8 @@ class Observability:
     metrics_port: int | None
     metrics_addr: str
 
-    def check(self) -> None:
+    def check(self, processes: int = 1) -> None:
+        """In the parent, before any node starts: what every process would refuse is one line."""
         if self.otel:
             from .. import tracing
 
@@ -257,6 +258,26 @@ class Observability:
             if not metrics.available():
                 raise ValidationError("metrics-port", "metrics need prometheus_client: "
                                                       "pip install 'oban_bridge[metrics]'")
+            last = self.metrics_port + processes - 1
+            if last > 65535:
+                raise ValidationError("metrics-port", f"{processes} processes serve on ports {self.metrics_port} "
+                                                      f"to {last}, past 65535")
+            if processes > 1:  # a single node binds at once and says so itself
+                for port in range(self.metrics_port, last + 1):
+                    self._probe(port)
+
+    def _probe(self, port: int) -> None:
+        import socket
+
+        try:
+            infos = socket.getaddrinfo(self.metrics_addr or None, port, type=socket.SOCK_STREAM)
+            family, _, _, _, address = infos[0]
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds
+                probe.bind(address)
+        except OSError as exc:
+            raise ValidationError("metrics-port", f"cannot serve metrics on {self.metrics_addr}:{port}: "
+                                                  f"{exc.strerror or exc}") from None
 
     def begin(self, index: int) -> None:
         if self.otel:
