@@ -214,7 +214,10 @@ def test_inline_mode_runs_jobs_at_insert_with_no_database() -> None:
         assert failed.state == "retryable" and failed.errors[0]["attempt"] == 1
         assert failed.errors[0]["error"] == '** (Oban.PerformError) T.Outcomes failed with {:error, "bad"}'
         snoozed = oban.insert(outcomes.new({"kind": "snooze"}))  # type: ignore[attr-defined]
-        assert (snoozed.state, snoozed.attempt, snoozed.meta) == ("scheduled", 0, {"snoozed": 1})
+        # 2.23.1 inline.ex complete_job/1 for :snoozed: only state and scheduled_at change.
+        assert (snoozed.state, snoozed.attempt, snoozed.max_attempts, snoozed.meta) == ("scheduled", 1, 5, {})
+        assert snoozed.scheduled_at is not None
+        assert abs((snoozed.scheduled_at - datetime.now(timezone.utc)).total_seconds() - 30) < 5
         assert oban.insert(outcomes.new({"kind": "cancel"})).state == "cancelled"  # type: ignore[attr-defined]
         assert oban.insert(outcomes.new({"kind": "discard"})).state == "discarded"  # type: ignore[attr-defined]
         kept = oban.insert(recorded_worker.new({"size": 2}))  # type: ignore[attr-defined]
@@ -304,6 +307,29 @@ def test_assert_enqueued_matches_filters_and_lists_what_it_found(oban: ObanBridg
         t.all_enqueued(wroker=add)
 
 
+def test_enqueued_values_compare_as_elixirs_equality(oban: ObanBridge, oban_testing: Testing) -> None:
+    """testing.ex contains?/2: `Map.get(data, key) == val`, Elixir's == (true is not 1, 1 is 1.0,
+    nil matches a missing key), and per-field deltas as `{when, delta: seconds}`."""
+    t = oban_testing
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    oban.insert(add.new({"a": 1, "flag": 1, "on": True, "list": [1, False]}, scheduled_at=soon,
+                        tags=["urgent"]))  # type: ignore[attr-defined]
+    t.refute_enqueued(args={"flag": True})
+    t.refute_enqueued(args={"on": 1})
+    t.refute_enqueued(args={"list": [1, 0]})
+    t.assert_enqueued(args={"flag": 1.0, "on": True, "list": [1.0, False]})
+    t.assert_enqueued(args={"a": 1, "missing": None})  # nil == nil
+    t.refute_enqueued(args={"missing": "_"})
+    t.assert_enqueued(worker=add, scheduled_at=(soon + timedelta(seconds=8), 10))
+    t.refute_enqueued(worker=add, scheduled_at=soon + timedelta(seconds=8))  # the default delta is 1 s
+    with pytest.raises(TypeError, match="tags: expected a list of strings"):
+        t.refute_enqueued(tags="urgent")  # would have been split into letters, matching nothing
+    with pytest.raises(TypeError, match="at least one job filter"):
+        t.assert_enqueued()
+    with pytest.raises(TypeError, match="at least one job filter"):
+        t.refute_enqueued(delta=5)
+
+
 def test_assert_and_refute_enqueued_wait_for_a_timeout(oban: ObanBridge, oban_testing: Testing) -> None:
     threading.Timer(0.2, lambda: oban.insert(add.new({"a": 5}))).start()  # type: ignore[attr-defined]
     oban_testing.assert_enqueued(args={"a": 5}, timeout=5)
@@ -389,9 +415,33 @@ def test_drain_without_safety_raises_after_recording(oban: ObanBridge, oban_test
     assert second["state"] == "available"  # not reached: left available, not executing
     oban.insert(Job.new("Not.A.Worker", {}))
     assert oban_testing.drain_queue("default")["failure"] == 1  # safe: recorded, as a node would
-    oban.insert(Job.new("Not.A.Worker", {}))
+    unknown = oban.insert(Job.new("Not.A.Worker", {}))
     with pytest.raises(RuntimeError, match="unknown worker: Not.A.Worker"):
         oban_testing.drain_queue("default", with_safety=False)
+    # executor.ex resolve_worker/1 raises an unsafe run's error before anything is reported:
+    # the row is left as the fetch left it, not written retryable.
+    assert rows(db_url, f"id = {unknown.id}")[0]["state"] == "executing"
+
+
+@worker("T.Exits")
+def exits(job: Job) -> None:
+    raise SystemExit(3)
+
+
+async def test_a_job_that_exits_is_a_failure_not_an_escape(oban: ObanBridge, oban_testing: Testing,
+                                                           async_oban: AsyncObanBridge,
+                                                           async_oban_testing: AsyncTesting, db_url: str) -> None:
+    """executor.ex catches every kind (`catch kind, reason`): SystemExit in a job is a failed
+    attempt, and the drain goes on to the next job."""
+    for insert, drain in ((oban.insert, oban_testing.drain_queue), (async_oban.insert, async_oban_testing.drain_queue)):
+        first = insert(exits.new({}, priority=0))  # type: ignore[attr-defined]
+        after = insert(add.new({"a": 1}, queue="default", priority=5))  # type: ignore[attr-defined]
+        first, after = (await first, await after) if asyncio.iscoroutine(first) else (first, after)
+        summary = drain("default")
+        summary = await summary if asyncio.iscoroutine(summary) else summary
+        assert (summary["failure"], summary["success"]) == (1, 1)
+        row = rows(db_url, f"id = {first.id}")[0]
+        assert row["state"] == "retryable" and "** (SystemExit) 3" in row["errors"][0]["error"]
 
 
 def test_drain_jobs_runs_every_queue_in_order(oban: ObanBridge, oban_testing: Testing) -> None:
@@ -431,5 +481,5 @@ async def test_async_helpers_mirror_the_sync_ones(async_oban: AsyncObanBridge,
     with pytest.raises(AssertionError, match="Instead found"):
         await t.assert_enqueued(args={"n": 3})
     assert (await t.drain_jobs())["success"] == 2
-    await t.refute_enqueued()
+    assert await t.all_enqueued() == []
     assert await t.drain_queue("default") == {"cancelled": 0, "discard": 0, "failure": 0, "snoozed": 0, "success": 0}

@@ -190,7 +190,9 @@ def run_sync(job: Job, *, spec: WorkerSpec | None = None, gate: Gate = unit_gate
                 result = run_with_hooks(perform, attempt)
             else:
                 result, error = _threaded(attempt, lambda: run_with_hooks(perform, attempt))
-        except Exception as exc:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # the test run is being stopped, not the job failing
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: executor.ex catches every kind
             result, error = None, exc
     return _finish(attempt, result, error)
 
@@ -230,7 +232,9 @@ async def run_async(job: Job, *, spec: WorkerSpec | None = None, gate: AsyncGate
                 result = await asyncio.to_thread(run_with_hooks, perform, attempt)
             else:
                 result, error = await asyncio.to_thread(_threaded, attempt, lambda: run_with_hooks(perform, attempt))
-        except Exception as exc:  # noqa: BLE001 - any exception is a failed attempt, as in Elixir
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # the test run (or this task) is being stopped, not the job failing
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: executor.ex catches every kind
             result, error = None, exc
     if attempt.hooks:  # after_process hooks may block: not on the loop
         return await asyncio.to_thread(_finish, attempt, result, error)

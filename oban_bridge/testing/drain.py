@@ -120,6 +120,13 @@ def count(summary: dict[str, int], ran: Ran) -> None:
     summary[key] = summary.get(key, 0) + 1
 
 
+def check_unresolved(options: Options, ran: Ran) -> None:
+    """`with_safety=False` and a worker nothing here knows (an Elixir one): raise before any ack,
+    as executor.ex resolve_worker/1 raises an unsafe run's error before report_finished."""
+    if not options.safety and ran.attempt.spec is None:
+        unsafe(ran)
+
+
 def check_unsafe(options: Options, ran: Ran) -> None:
     """`with_safety=False`: raise what the job raised (or its timeout), after its ack is written."""
     if not options.safety:

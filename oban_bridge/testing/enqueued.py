@@ -1,9 +1,12 @@
 """The filters of `all_enqueued`, `assert_enqueued` and `refute_enqueued` (lib/oban/testing.ex).
 
 Only enqueued jobs count — available, scheduled or suspended — newest first. Every filter given
-must match: columns by equality, timestamps within `delta` seconds (default 1) either side, and
+must match: columns by equality, timestamps within a delta either side (default 1 s; `delta=`
+for all of them, or one field's as `scheduled_at=(when, 10)`, Oban's `{when, delta: 10}`), and
 `args`/`meta` by containment — the job's may hold more keys, nested maps are compared the same
 way, and `"_"` (Oban's `:_`) or `unittest.mock.ANY` as a value asks only that the key exists.
+Other values compare as Elixir's `==` does: `True` is not `1`, `1` is `1.0`, and `None` matches a
+missing key (`Map.get(data, key) == nil`).
 Expected values go through JSON first, as Oban's do, so `{"ids": (2, 3)}` matches `{"ids": [2, 3]}` and `{1: …}` matches `{"1": …}`.
 """
 
@@ -78,8 +81,8 @@ def parse(filters: Mapping[str, Any]) -> Filters:
         raise TypeError(f"unknown job filter(s) {', '.join(unknown)}: expected any of {', '.join(FILTERS)}, delta")
     given = dict(filters)
     out = Filters(given, params={key: None for key in (*COLUMNS, *TIMESTAMPS)})
-    delta = _seconds(given.get("delta", 1), "delta")
-    out.params["delta"] = timedelta(seconds=delta)
+    delta = timedelta(seconds=_seconds(given.get("delta", 1), "delta"))
+    out.params.update({f"{key}_delta": delta for key in TIMESTAMPS})
     for key, value in given.items():
         if key == "delta":
             continue
@@ -90,15 +93,23 @@ def parse(filters: Mapping[str, Any]) -> Filters:
         elif key == "worker":
             out.params["worker"] = worker_name(value)
         elif key == "tags":
-            out.params["tags"] = [str(tag) for tag in value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
+                raise TypeError(f"tags: expected a list of strings, got {value!r}")
+            out.params["tags"] = list(value)
         elif key in ("queue", "state"):
             out.params[key] = str(value)
         elif key == "scheduled_in":
+            value, own = _with_delta(key, value)
             out.params["scheduled_at"] = to_db_timestamp(utc_now() + timedelta(seconds=_seconds(value, key)))
+            if own is not None:
+                out.params["scheduled_at_delta"] = own
         elif key in TIMESTAMPS:
+            value, own = _with_delta(key, value)
             if not isinstance(value, datetime):
-                raise TypeError(f"{key}: expected a datetime, got {value!r}")
+                raise TypeError(f"{key}: expected a datetime or (datetime, delta seconds), got {value!r}")
             out.params[key] = to_db_timestamp(value)
+            if own is not None:
+                out.params[f"{key}_delta"] = own
         else:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{key}: expected an integer, got {value!r}")
@@ -106,6 +117,22 @@ def parse(filters: Mapping[str, Any]) -> Filters:
     if "scheduled_in" in given and "scheduled_at" in given:
         raise TypeError("give either scheduled_at or scheduled_in, not both")
     return out
+
+
+def _with_delta(key: str, value: Any) -> tuple[Any, timedelta | None]:
+    """`(when, delta)`: this field's own delta, as Oban's `{when, delta: seconds}`."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise TypeError(f"{key}: expected a value or (value, delta seconds), got {value!r}")
+        return value[0], timedelta(seconds=_seconds(value[1], f"{key} delta"))
+    return value, None
+
+
+def required(filters: Mapping[str, Any], name: str) -> None:
+    """assert_enqueued/refute_enqueued take at least one filter (Oban's `[_ | _] = opts`): an
+    empty one would assert that anything at all is enqueued."""
+    if not any(key != "delta" for key in filters):
+        raise TypeError(f"{name} needs at least one job filter (worker=, queue=, args=, …)")
 
 
 def enqueued_plan(prefix: str, filters: Filters) -> Plan[list[Job]]:
@@ -119,20 +146,35 @@ def everything() -> Filters:
 
 
 def _contains(want: Mapping[str, Any], data: Any) -> bool:
-    """Oban.Testing contains?/2: every expected key is in `data`, nested maps contained in turn."""
+    """Oban.Testing contains?/2: a wildcard asks that the key exists, a map is contained in turn,
+    any other value must equal `Map.get(data, key)` (so None matches a missing key)."""
     if not isinstance(data, Mapping):
         return False
     for key, value in want.items():
-        if key not in data:
-            return False
-        if value == WILDCARD or value is mock.ANY:
-            continue
-        if isinstance(value, Mapping):
-            if data[key] is None or not _contains(value, data[key]):
+        if value is mock.ANY or (isinstance(value, str) and value == WILDCARD):
+            if key not in data:
                 return False
-        elif data[key] != value:
+        elif isinstance(value, Mapping):
+            sub = data.get(key)
+            if sub is None or not _contains(value, sub):
+                return False
+        elif not elixir_equal(data.get(key), value):
             return False
     return True
+
+
+def elixir_equal(a: Any, b: Any) -> bool:
+    """Elixir's `==` on decoded JSON: booleans are atoms (`true != 1`), numbers compare by value
+    (`1 == 1.0`), lists and maps element by element."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(elixir_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(elixir_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def describe(jobs: list[Job], filters: Filters) -> str:

@@ -68,6 +68,7 @@ class Testing:
     def assert_enqueued(self, *, timeout: float | None = None, **filters: Any) -> list[Job]:
         """Fail unless a job matching every filter is enqueued (or is within `timeout` seconds);
         the message lists what is enqueued. Returns the matching jobs."""
+        enqueued.required(filters, "assert_enqueued")
         parsed = enqueued.parse(filters)
         prefix = _client(self.client).prefix
         deadline = None if not timeout else time.monotonic() + timeout
@@ -84,6 +85,7 @@ class Testing:
 
     def refute_enqueued(self, *, timeout: float | None = None, **filters: Any) -> None:
         """Fail if a job matching every filter is enqueued (or becomes so within `timeout`)."""
+        enqueued.required(filters, "refute_enqueued")
         parsed = enqueued.parse(filters)
         prefix = _client(self.client).prefix
         deadline = None if not timeout else time.monotonic() + timeout
@@ -124,6 +126,7 @@ class Testing:
                 if job is None:
                     continue
                 ran = runner.run_sync(job, gate=lambda a: self._run(draining.chain_plan(prefix, a)))
+                draining.check_unresolved(options, ran)
                 self._run(draining.ack_plan(prefix, ran, by))
                 options.ran.append(job_id)
                 draining.count(summary, ran)
@@ -160,6 +163,7 @@ class AsyncTesting:
         return await self._run(enqueued.enqueued_plan(_client(self.client).prefix, parsed))  # type: ignore[no-any-return]
 
     async def assert_enqueued(self, *, timeout: float | None = None, **filters: Any) -> list[Job]:
+        enqueued.required(filters, "assert_enqueued")
         parsed = enqueued.parse(filters)
         prefix = _client(self.client).prefix
         deadline = None if not timeout else time.monotonic() + timeout
@@ -176,6 +180,7 @@ class AsyncTesting:
         raise AssertionError(enqueued.expected_message(parsed, everything))
 
     async def refute_enqueued(self, *, timeout: float | None = None, **filters: Any) -> None:
+        enqueued.required(filters, "refute_enqueued")
         parsed = enqueued.parse(filters)
         prefix = _client(self.client).prefix
         deadline = None if not timeout else time.monotonic() + timeout
@@ -216,6 +221,7 @@ class AsyncTesting:
                 if job is None:
                     continue
                 ran = await runner.run_async(job, gate=gate)
+                draining.check_unresolved(options, ran)
                 await self._run(draining.ack_plan(prefix, ran, by))
                 options.ran.append(job_id)
                 draining.count(summary, ran)

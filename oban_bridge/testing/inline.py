@@ -4,7 +4,7 @@
 The job is run as `perform_job` runs it — unsafe, so an exception the job raises, or its timeout,
 is raised from `insert` — and the job comes back as Oban's Inline engine leaves it: `completed`,
 `retryable` (an `Error` result, scheduled now), `cancelled`, `discarded`, or for a snooze
-`scheduled` with `meta["snoozed"]` counted and the attempt given back. A recorded value is in
+`scheduled` at the snooze's end, its attempt left at 1 (Oban 2.23.1). A recorded value is in
 `meta` as a node would store it, so `fetch_recorded(job)` reads it.
 
 What inline mode cannot honour, as Oban's docs say of `:inline`: nothing is stored, so unique
@@ -45,10 +45,10 @@ def _settled(ran: Ran) -> Job:
     if event == "success":
         return replace(job, state="completed", completed_at=now, meta={**job.meta, **(ack.meta or {})})
     if event == "snoozed":
+        # 2.23.1's complete_job/1 for :snoozed: scheduled, and nothing else changed (the attempt
+        # stays 1; max_attempts and meta as they were).
         seconds = 0 if ack.scheduled_at is None else round((ack.scheduled_at - ack.at).total_seconds())
-        meta = {**job.meta, "snoozed": int(job.meta.get("snoozed", 0)) + 1}
-        return replace(job, state="scheduled", attempt=job.attempt - 1, meta=meta,
-                       scheduled_at=now + timedelta(seconds=seconds))
+        return replace(job, state="scheduled", scheduled_at=now + timedelta(seconds=seconds))
     if event == "cancelled":
         return replace(job, state="cancelled", cancelled_at=now, errors=errors)
     if event in ("discard", "exhausted"):
