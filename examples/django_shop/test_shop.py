@@ -54,6 +54,25 @@ def test_no_notification_before_the_atomic_block_commits(shop_db_url: str) -> No
     assert job.id is not None
 
 
+def test_a_job_inserted_in_a_rolled_back_savepoint_is_gone_with_it(shop_db_url: str) -> None:
+    """Nested atomic() blocks are savepoints: the job goes with the one it was inserted in."""
+    from django.db import transaction
+
+    from oban_bridge import Job
+    from oban_bridge.contrib.django import insert
+
+    with transaction.atomic():
+        kept = insert(Job.new("Shop.SendReceipt", {"order": "kept"}))
+        with pytest.raises(RuntimeError), transaction.atomic():
+            insert(Job.new("Shop.SendReceipt", {"order": "gone"}))
+            raise RuntimeError("the inner block fails")
+        also = insert(Job.new("Shop.SendReceipt", {"order": "after"}))
+    with psycopg.connect(shop_db_url) as conn:
+        orders = [r[0] for r in conn.execute("SELECT args->>'order' FROM oban_jobs ORDER BY id")]
+    assert orders == ["kept", "after"]
+    assert kept.id is not None and also.id is not None
+
+
 def test_manage_py_oban_bridge_start_runs_the_job_with_the_orm(shop_db_url: str) -> None:
     from shop.models import Order
     from shop.views import place_order
