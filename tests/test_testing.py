@@ -330,6 +330,29 @@ def test_enqueued_values_compare_as_elixirs_equality(oban: ObanBridge, oban_test
         t.refute_enqueued(delta=5)
 
 
+def test_enqueued_filters_on_errors_and_attempted_by(oban: ObanBridge, oban_testing: Testing, db_url: str) -> None:
+    """Oban's conditions/2 falls back to `where(query, ^[{key, value}])`, so any column filters,
+    errors and attempted_by included: a retry the Elixir node failed once, staged back to available."""
+    elixir = next(row for row in fixture("jobs_after_execution.json")["rows"] if row["errors"])
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO oban_jobs (state, queue, worker, args, errors, attempt, attempted_by, attempted_at)"
+            " VALUES ('available', %s, %s, %s, ARRAY[%s::jsonb], 1, %s, now())",
+            (elixir["queue"], elixir["worker"], psycopg.types.json.Jsonb(elixir["args"]),
+             psycopg.types.json.Jsonb(elixir["errors"][0]), elixir["attempted_by"]))
+    t = oban_testing
+    t.assert_enqueued(worker="Harness.Echo", errors=elixir["errors"], attempted_by=elixir["attempted_by"])
+    t.refute_enqueued(errors=[{**elixir["errors"][0], "attempt": 2}])
+    t.refute_enqueued(errors=[])
+    t.refute_enqueued(attempted_by=["vm"])
+    with pytest.raises(AssertionError, match=r"'attempted_by': \['vm', "):
+        t.assert_enqueued(attempted_by=["other"])
+    with pytest.raises(TypeError, match="errors: expected a list of error maps"):
+        t.all_enqueued(errors="boom")
+    with pytest.raises(TypeError, match="attempted_by: expected a list of strings"):
+        t.all_enqueued(attempted_by="vm")
+
+
 def test_assert_and_refute_enqueued_wait_for_a_timeout(oban: ObanBridge, oban_testing: Testing) -> None:
     threading.Timer(0.2, lambda: oban.insert(add.new({"a": 5}))).start()  # type: ignore[attr-defined]
     oban_testing.assert_enqueued(args={"a": 5}, timeout=5)

@@ -17,6 +17,7 @@ WHERE state IN ('available', 'scheduled', 'suspended')
   AND (%(attempt)s::int IS NULL OR attempt = %(attempt)s::int)
   AND (%(max_attempts)s::int IS NULL OR max_attempts = %(max_attempts)s::int)
   AND (%(tags)s::text[] IS NULL OR tags = %(tags)s::text[])
+  AND (%(attempted_by)s::text[] IS NULL OR attempted_by = %(attempted_by)s::text[])
   AND (%(scheduled_at)s::timestamp IS NULL
        OR scheduled_at BETWEEN %(scheduled_at)s::timestamp - %(scheduled_at_delta)s::interval AND %(scheduled_at)s::timestamp + %(scheduled_at_delta)s::interval)
   AND (%(inserted_at)s::timestamp IS NULL

@@ -24,9 +24,9 @@ from ..db import Plan, Query, prefixed
 from ..job import Job, to_db_timestamp, utc_now, worker_name
 
 TIMESTAMPS = ("scheduled_at", "inserted_at", "attempted_at", "completed_at", "discarded_at", "cancelled_at")
-COLUMNS = ("id", "worker", "queue", "state", "priority", "attempt", "max_attempts", "tags")
+COLUMNS = ("id", "worker", "queue", "state", "priority", "attempt", "max_attempts", "tags", "attempted_by")
 JSON_FIELDS = ("args", "meta")
-FILTERS = (*COLUMNS, *JSON_FIELDS, *TIMESTAMPS, "scheduled_in")
+FILTERS = (*COLUMNS, *JSON_FIELDS, "errors", *TIMESTAMPS, "scheduled_in")
 
 WILDCARD = "_"
 
@@ -36,6 +36,7 @@ class Filters:
     given: dict[str, Any]  # as the caller gave them, for the failure message
     params: dict[str, Any] = field(default_factory=dict)
     json: dict[str, Any] = field(default_factory=dict)
+    errors: list[Any] | None = None  # compared whole, as Oban's `where(errors: ^value)`
 
     def shown(self) -> str:
         return pprint.pformat(self.given, sort_dicts=False)
@@ -92,10 +93,14 @@ def parse(filters: Mapping[str, Any]) -> Filters:
             out.json[key] = _recode(value)
         elif key == "worker":
             out.params["worker"] = worker_name(value)
-        elif key == "tags":
-            if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
-                raise TypeError(f"tags: expected a list of strings, got {value!r}")
-            out.params["tags"] = list(value)
+        elif key in ("tags", "attempted_by"):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+                raise TypeError(f"{key}: expected a list of strings, got {value!r}")
+            out.params[key] = list(value)
+        elif key == "errors":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(item, Mapping) for item in value):
+                raise TypeError(f"errors: expected a list of error maps, got {value!r}")
+            out.errors = _recode(value)
         elif key in ("queue", "state"):
             out.params[key] = str(value)
         elif key == "scheduled_in":
@@ -138,7 +143,9 @@ def required(filters: Mapping[str, Any], name: str) -> None:
 def enqueued_plan(prefix: str, filters: Filters) -> Plan[list[Job]]:
     rows = yield Query(prefixed("testing_enqueued", prefix), filters.params, rows="tuple")
     jobs = [Job.from_tuple(row) for row in rows]
-    return [job for job in jobs if all(_contains(want, getattr(job, key)) for key, want in filters.json.items())]
+    return [job for job in jobs
+            if all(_contains(want, getattr(job, key)) for key, want in filters.json.items())
+            and (filters.errors is None or elixir_equal(job.errors, filters.errors))]
 
 
 def everything() -> Filters:
