@@ -233,6 +233,8 @@ def start_job_span(job: Job) -> JobSpan | None:
         "messaging.destination.name": job.queue,
         "messaging.operation.type": "process",
     }
+    if job.id is None:  # a job perform_job built, never inserted: OpenTelemetry refuses None values
+        del attributes["messaging.message.id"]
     # With a link (or none), a root span: the attempt does not run inside whatever happens to be
     # current where it was dispatched, as an Oban job process starts with an empty context.
     span = config.tracer.start_span(f"process {job.queue}", context=parent or _EMPTY, kind=SpanKind.CONSUMER,
@@ -249,6 +251,8 @@ def start_job_span(job: Job) -> JobSpan | None:
             "oban.job.scheduled_at": _iso(job.scheduled_at),
             "oban.job.attempted_at": _iso(job.attempted_at),
         }
+        if job.id is None:
+            del more["oban.job.job_id"]
         workflow = meta.get("workflow_id") if isinstance(meta, Mapping) else None
         if workflow is not None:
             more["oban.job.workflow_id"] = str(workflow)

@@ -208,6 +208,37 @@ async def test_failed_attempts_record_the_error(db_url: str, traced: InMemorySpa
     assert event.attributes["exception.message"] == 'Obs.Fails failed with {:error, "nope"}'
 
 
+async def test_perform_job_and_drains_make_attempt_spans(db_url: str, traced: InMemorySpanExporter) -> None:
+    """Oban.Testing's perform_job and drains run Executor.call/1, whose telemetry events
+    opentelemetry_oban makes spans of: a worker tested here is traced as on a node."""
+    from oban_bridge.testing import AsyncTesting, Testing, perform_job, perform_job_async
+
+    perform_job(ok, {})
+    await perform_job_async(async_ok, {})
+    with pytest.raises(ValueError, match="broken pdf"):
+        perform_job(fails, {"how": "raise"})
+    built = spans(traced, "process obs")
+    assert len(built) == 3 and all(isinstance(s.attributes["messaging.message.id"], int) for s in built)
+    assert [s.status.status_code for s in built] == [StatusCode.UNSET, StatusCode.UNSET, StatusCode.ERROR]
+    for inner_name, outer in (("render", built[0]), ("render async", built[1])):
+        (inner,) = spans(traced, inner_name)
+        assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+
+    traced.clear()
+    tracing.setup(tracer_provider=provider, span_relationship="child")
+    ids = [insert_like_elixir(db_url, name, {}) for name in ("Obs.Ok", "Obs.AsyncOk")]
+    with ObanBridge(db_url, testing="manual") as oban:
+        assert Testing(oban).drain_queue("obs") == {"cancelled": 0, "discard": 0, "failure": 0, "snoozed": 0,
+                                                     "success": 2}
+    ids.append(insert_like_elixir(db_url, "Obs.Ok", {}))
+    async with AsyncObanBridge(db_url, testing="manual") as aoban:
+        assert (await AsyncTesting(aoban).drain_queue("obs"))["success"] == 1
+    drained = spans(traced, "process obs")
+    assert sorted(s.attributes["messaging.message.id"] for s in drained) == ids
+    assert all(s.context.trace_id == int(ELIXIR_TRACE_ID, 16) for s in drained)  # the Elixir request's trace
+    assert len(spans(traced, "render")) == 2 and len(spans(traced, "render async")) == 1
+
+
 def test_a_failed_insert_records_its_error_type(db_url: str, traced: InMemorySpanExporter) -> None:
     oban = ObanBridge(db_url, prefix="no_such_schema")  # not entered: the insert meets the missing table
     try:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tracing
 from ..executor import Attempt, Outcome, begin, finish, prepare, run_with_hooks
 from ..job import Job
 from ..loop import new_event_loop
@@ -69,8 +70,21 @@ def unit_gate(attempt: Attempt) -> Any:
 
 
 def _begin(job: Job, spec: WorkerSpec | None) -> tuple[Attempt, BaseException | None]:
+    """The attempt, with its span when tracing is set up: Oban.Testing's perform_job and drains
+    run Executor.call/1, whose telemetry events opentelemetry_oban turns into spans there too."""
     attempt, error = begin(job, (lambda _name: spec) if spec is not None else lookup)
+    if tracing._config is not None:
+        attempt.span = tracing.start_job_span(job)
     return attempt, error
+
+
+def _perform(attempt: Attempt) -> Callable[[Job], Any]:
+    """The worker's perform, run in the attempt's context (its own spans are the attempt's
+    children); an `async def` perform's coroutine is awaited in that context by the caller."""
+    assert attempt.spec is not None
+    if attempt.spec.is_async:
+        return attempt.spec.perform
+    return tracing.call_in(attempt.span, attempt.spec.perform)
 
 
 def _gated(attempt: Attempt) -> bool:
@@ -181,11 +195,12 @@ def run_sync(job: Job, *, spec: WorkerSpec | None = None, gate: Gate = unit_gate
             error = exc
     if go:
         assert attempt.spec is not None
-        perform = attempt.spec.perform
+        perform = _perform(attempt)
         try:
             if attempt.spec.is_async:
                 out = run_with_hooks(perform, attempt)
-                result = run_coroutine(_bounded(attempt, out)) if inspect.iscoroutine(out) else out
+                result = run_coroutine(_bounded(attempt, tracing.await_in(attempt.span, out))) \
+                    if inspect.iscoroutine(out) else out
             elif attempt.timeout is None:
                 result = run_with_hooks(perform, attempt)
             else:
@@ -217,7 +232,7 @@ async def run_async(job: Job, *, spec: WorkerSpec | None = None, gate: AsyncGate
             error = exc
     if go:
         assert attempt.spec is not None
-        perform = attempt.spec.perform
+        perform = _perform(attempt)
         try:
             if attempt.spec.is_async:
                 hooked: Any = attempt.run_job
@@ -227,7 +242,7 @@ async def run_async(job: Job, *, spec: WorkerSpec | None = None, gate: AsyncGate
                     result = hooked
                 else:
                     attempt.run_job = hooked
-                    result = await _bounded(attempt, perform(hooked))
+                    result = await _bounded(attempt, tracing.await_in(attempt.span, perform(hooked)))
             elif attempt.timeout is None:
                 result = await asyncio.to_thread(run_with_hooks, perform, attempt)
             else:
