@@ -107,6 +107,9 @@ def test_console_script_as_subprocess(db_url: str) -> None:
     debug = subprocess.run([*cmd[:3], "--debug", "enqueue", "W", "--args", "[]"], env=env, capture_output=True,
                            text=True, timeout=60)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+    after_verb = subprocess.run([*cmd[:3], "enqueue", "W", "--args", "[]", "--debug"], env=env, capture_output=True,
+                                text=True, timeout=60)
+    assert after_verb.returncode != 0 and "Traceback" in after_verb.stderr  # as --database-url, on the verb too
 
 
 def test_start_runs_workers_and_obeys_a_pause_signal(db_url: str) -> None:

@@ -195,8 +195,15 @@ def _verb_prefix(ctx: click.Context, param: click.Parameter, value: str | None) 
         obj.prefix = _check_prefix(value, ctx)
 
 
+def _verb_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    obj = ctx.find_object(Context)
+    if obj is not None and value:
+        obj.debug = True
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
 def add_connection_options(command: click.Command) -> None:
-    """`--database-url` and `--prefix` on every verb as well as on the group, so
+    """`--database-url`, `--prefix` and `--debug` on every verb as well as on the group, so
     `oban-bridge migrate --prefix private` works as the README and the error messages write it."""
     if isinstance(command, click.Group):
         for sub in command.commands.values():
@@ -210,6 +217,9 @@ def add_connection_options(command: click.Command) -> None:
     if "prefix" not in names:
         command.params.append(click.Option(["--prefix"], default=None, expose_value=False, callback=_verb_prefix,
                                            help="Oban's schema (overrides the group's)."))
+    if "debug" not in names:
+        command.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True,
+                                           callback=_verb_debug, help="Show tracebacks and debug logs."))
 
 
 def find_pyproject() -> Any:
