@@ -227,7 +227,7 @@ class AsyncObanBridge(_Base):
         try:
             if conn is not None:
                 async with async_caller_scope(conn):
-                    return await run_async(conn, plan)
+                    return await run_async(conn, plan, caller=True)
             async with self.connection() as own, own.transaction():
                 return await run_async(own, plan)
         except psycopg.Error as exc:
@@ -428,7 +428,7 @@ class ObanBridge(_Base):
         try:
             if conn is not None:
                 with caller_scope(conn):
-                    return run_sync(conn, plan)
+                    return run_sync(conn, plan, caller=True)
             with self.connection() as own, own.transaction():
                 return run_sync(own, plan)
         except psycopg.Error as exc:

@@ -19,6 +19,9 @@ from typing import Any, Literal, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import set_json_loads
+
+from . import jsonc
 
 T = TypeVar("T")
 
@@ -50,7 +53,14 @@ Step = Query | Copy | Sleep
 Plan = Generator[Step, Any, T]
 
 
-def run_sync(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+def _own_json(cur: Any) -> None:
+    """A caller's connection (`conn=`) keeps its own loaders (Django's backend loads jsonb as
+    text, for its JSONField to decode): our statements on it read jsonb as our own connections
+    do, so a job read back on it holds args and meta as mappings, whatever the app set."""
+    set_json_loads(jsonc.loads, cur)
+
+
+def run_sync(conn: psycopg.Connection[Any], plan: Plan[T], *, caller: bool = False) -> T:
     result: Any = None
     try:
         while True:
@@ -65,13 +75,15 @@ def run_sync(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
                 result = None
                 continue
             with conn.cursor(row_factory=dict_row if step.rows == "dict" else tuple_row) as cur:
+                if caller:
+                    _own_json(cur)
                 cur.execute(step.statement, step.params)
                 result = cur.fetchall() if step.fetch == "all" and cur.description else None
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T], *, caller: bool = False) -> T:
     result: Any = None
     try:
         while True:
@@ -86,6 +98,8 @@ async def run_async(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
                 result = None
                 continue
             async with conn.cursor(row_factory=dict_row if step.rows == "dict" else tuple_row) as cur:
+                if caller:
+                    _own_json(cur)
                 await cur.execute(step.statement, step.params)
                 result = await cur.fetchall() if step.fetch == "all" and cur.description else None
     except StopIteration as stop:

@@ -89,7 +89,17 @@ async def test_sqlalchemy_async_session_insert_commits_and_rolls_back_with_it(
             assert heard(listener) == 0
     assert jobs(db_url, "Shop.Receipt") == 1 and jobs(db_url, "Shop.Audit") == 1
     assert heard(listener) >= 1
+    async with AsyncSession(engine) as session:
+        with pytest.raises(TypeError, match=r"expected a Session or Connection, got .*AsyncSession "
+                                            r"\(that one goes with insert_async"):
+            oban_sa.insert(session, Job.new("Shop.Receipt", {}))  # type: ignore[arg-type]
     await engine.dispose()
+    sync_engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(db_url))
+    with Session(sync_engine) as sync_session:
+        with pytest.raises(TypeError, match=r"expected an AsyncSession or AsyncConnection, got .*Session "
+                                            r"\(that one goes with insert\(\)"):
+            await oban_sa.insert_async(sync_session, Job.new("Shop.Receipt", {}))
+    sync_engine.dispose()
 
 
 @worker("Api.Welcome", queue="api")
@@ -138,6 +148,39 @@ def test_fastapi_without_the_lifespan_says_what_is_missing() -> None:
     with TestClient(app, raise_server_exceptions=True) as client, pytest.raises(RuntimeError, match="lifespan"):
         client.get("/")
     assert get_oban  # the dependency, for apps that prefer Depends(get_oban)
+
+
+def test_fastapi_example_runs_under_uvicorn_as_documented(db_url: str) -> None:
+    """`DATABASE_URL=… uvicorn examples.fastapi_signup.app:app`, as its docstring says: a fresh
+    database (Oban's tables only) and a sign-up that enqueues the Elixir app's welcome mail."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.fastapi_signup.app:app", "--port", str(port)],
+                              cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, reply = time.monotonic() + 60, None
+        while reply is None and time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                with urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - our own local server
+                        f"http://127.0.0.1:{port}/signup/ada@example.com", method="POST"), timeout=5) as answer:
+                    reply = answer.status
+            except urllib.error.HTTPError as failed:
+                reply = failed.code
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert reply == 200
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert jobs(db_url, "MyApp.Mailer.Welcome") == 1
 
 
 def test_django_shop_example_passes_its_own_tests(server_url: str) -> None:

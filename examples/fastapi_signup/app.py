@@ -4,14 +4,16 @@ fails leaves no mail behind.
 
     DATABASE_URL=postgresql://localhost/my_app uvicorn examples.fastapi_signup.app:app
 
-The app's client comes from the lifespan (oban_bridge.contrib.fastapi); the insert joins the
-request's session (oban_bridge.contrib.sqlalchemy).
+The app's lifespan makes its own table, then holds the app's client (`running`, from
+oban_bridge.contrib.fastapi); the insert joins the request's session (oban_bridge.contrib.sqlalchemy).
+Oban's tables are the Elixir app's (or `oban-bridge migrate`'s).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from oban_bridge import Job
-from oban_bridge.contrib.fastapi import Oban, lifespan
+from oban_bridge.contrib.fastapi import Oban, running
 from oban_bridge.contrib.sqlalchemy import insert_async
 
 
@@ -39,7 +41,16 @@ def make_app(database_url: str | None = None) -> FastAPI:
     engine = create_async_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)) if "://" in url else \
         create_async_engine("postgresql+psycopg://", async_creator=lambda: _connect(url))
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    app = FastAPI(lifespan=lifespan(url or None))
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)  # the service's own table, once
+        async with running(app, url or None):
+            yield
+        await engine.dispose()
+
+    app = FastAPI(lifespan=app_lifespan)
 
     async def session() -> AsyncIterator[AsyncSession]:
         async with sessions() as s:

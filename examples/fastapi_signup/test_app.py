@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import psycopg
 from fastapi.testclient import TestClient
 
 from oban_bridge import ObanBridge
 from oban_bridge.testing import Testing
 
-from .app import Base, make_app
+from .app import make_app
 
 
 def test_signup_enqueues_the_welcome_mail_in_the_same_transaction(oban_db_url: str, oban: ObanBridge,
                                                                   oban_testing: Testing) -> None:
     app = make_app(oban_db_url)
-
-    async def tables() -> None:
-        async with app.state.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-
-    asyncio.run(tables())
-    with TestClient(app) as client:
+    with TestClient(app) as client:  # the lifespan makes the service's table, as under uvicorn
         first = client.post("/signup/ada@example.com")
         assert first.status_code == 200
         assert client.post("/signup/ada@example.com").status_code == 409  # rolled back: no second mail

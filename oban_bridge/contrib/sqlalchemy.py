@@ -33,11 +33,21 @@ def _wrong_driver(raw: Any) -> TypeError:
                      f"create_async_engine('postgresql+psycopg://…')), not {type(raw).__module__}")
 
 
+def _wrong_kind(session: Any, wanted: str, other: str | None) -> TypeError:
+    got = f"{type(session).__module__}.{type(session).__qualname__}"
+    return TypeError(f"expected {wanted}, got {got}" + (f" (that one goes with {other})" if other else ""))
+
+
 def connection(session: Any) -> Any:
     """The psycopg Connection under a sync Session or Connection, in its transaction."""
     import psycopg
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
     from sqlalchemy.orm import Session
 
+    if not isinstance(session, (Session, Connection)):
+        other = "insert_async()/insert_all_async()" if isinstance(session, (AsyncSession, AsyncConnection)) else None
+        raise _wrong_kind(session, "a Session or Connection", other)
     conn = session.connection() if isinstance(session, Session) else session
     raw = conn.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
@@ -48,8 +58,13 @@ def connection(session: Any) -> Any:
 async def connection_async(session: Any) -> Any:
     """The psycopg AsyncConnection under an AsyncSession or AsyncConnection, in its transaction."""
     import psycopg
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.orm import Session
 
+    if not isinstance(session, (AsyncSession, AsyncConnection)):
+        other = "insert()/insert_all()" if isinstance(session, (Session, Connection)) else None
+        raise _wrong_kind(session, "an AsyncSession or AsyncConnection", other)
     conn = await session.connection() if isinstance(session, AsyncSession) else session
     raw = (await conn.get_raw_connection()).driver_connection
     if not isinstance(raw, psycopg.AsyncConnection):
