@@ -9,6 +9,11 @@ Children are spawned (never forked: the parent holds an event loop, threads and 
 kept and reused one job at a time, and replaced after a kill. A child imports the worker's module,
 so the worker must be importable by its module name (not defined in `__main__`), and its job and
 return value must pickle. There is no `runtime.current()` in a child.
+
+A job's timeout counts from the moment its child starts `perform` (it says so), as Elixir's
+counts from the start of the job's own process: starting a fresh interpreter and importing the
+worker's module (seconds, for a module that imports an ML library) is the isolation's cost, not
+the job's. Until then the job is bounded by its timeout plus `START_ALLOWANCE`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -23,6 +29,10 @@ from . import tracing
 from .job import Job
 
 _CONTEXT = multiprocessing.get_context("spawn")
+
+# How long, beyond its timeout, a job may wait for its child to start it (a fresh interpreter and
+# the worker module's import), before it is killed as timed out.
+START_ALLOWANCE = 60.0
 
 
 class ChildKilled(Exception):
@@ -60,9 +70,10 @@ class Children:
         self._lock = threading.Lock()
         self._closed = False
 
-    def run(self, module: str, name: str, job: Job, attempt: Any) -> Any:
+    def run(self, module: str, name: str, job: Job, attempt: Any, started: Callable[[], Any] | None = None) -> Any:
         """Run worker `name` (registered by importing `module`) on `job` in a child; called on a
-        job thread. `attempt.child` is set while it runs, so a timeout or pkill can kill it."""
+        job thread. `attempt.child` is set while it runs, so a timeout or pkill can kill it;
+        `started` is called once the child begins `perform`."""
         with self._lock:
             child = self._idle.pop() if self._idle else None
         if child is None or not child.alive():
@@ -73,6 +84,10 @@ class Children:
                 child.kill()
             child.conn.send((module, name, job, tracing.handing_over(attempt.span)))
             status, value = child.conn.recv()
+            if status == "started":
+                if started is not None:
+                    started()
+                status, value = child.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
             child.close()
             raise ChildKilled(f"the isolated process running {name} ended: {exc or 'killed'}") from None
@@ -113,6 +128,7 @@ def _serve(conn: Connection) -> None:
             spec = lookup(name)
             if spec is None:
                 raise RuntimeError(f"unknown worker: {name} (not registered by importing {module})")
+            conn.send(("started", None))
             with tracing.taken_over(carrier):
                 result = spec.perform(job)
                 if spec.is_async:

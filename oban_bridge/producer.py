@@ -40,7 +40,7 @@ from .db import run_async, run_sync
 from .engine import Ack, ack_fetch_plan
 from . import tracing
 from .executor import Attempt, Outcome, begin, finish, gate, log_outcome, prepare, run_with_hooks
-from .isolation import Children
+from .isolation import START_ALLOWANCE, Children
 from .job import Job
 from .limiter import Limiter
 from .limits import QueueOptions
@@ -514,7 +514,8 @@ class Producer:
         if spec.isolation == "process":
             module = spec.target.__module__
             children = self.children
-            run = lambda job: children.run(module, spec.name, job, attempt)  # noqa: E731
+            started = functools.partial(asyncio.get_running_loop().call_soon_threadsafe, self._child_started, attempt)
+            run = lambda job: children.run(module, spec.name, job, attempt, started)  # noqa: E731
         elif attempt.span is not None:
             run = tracing.call_in(attempt.span, run)  # the job's own spans are the attempt's children
         if attempt.hooks and hooks.has(attempt.hooks, "before_process"):
@@ -524,7 +525,18 @@ class Producer:
     def _arm_timeout(self, attempt: Attempt) -> None:
         if attempt.timeout is not None:
             reason = "deadline" if attempt.by_deadline else "timeout"
-            attempt.timer = asyncio.get_running_loop().call_later(attempt.timeout, attempt.request_stop, reason)
+            wait = attempt.timeout
+            if attempt.spec is not None and attempt.spec.isolation == "process" and not attempt.by_deadline:
+                wait += START_ALLOWANCE  # until its child starts it (_child_started); a deadline is a deadline
+            attempt.timer = asyncio.get_running_loop().call_later(wait, attempt.request_stop, reason)
+
+    def _child_started(self, attempt: Attempt) -> None:
+        """An isolated job's child began perform: its timeout counts from now (isolation.py)."""
+        if attempt.finished or attempt.stop is not None or attempt.by_deadline or attempt.timeout is None:
+            return
+        if attempt.timer is not None:
+            attempt.timer.cancel()
+        attempt.timer = asyncio.get_running_loop().call_later(attempt.timeout, attempt.request_stop, "timeout")
 
     async def _run(self, attempt: Attempt) -> None:
         """The coroutine path: `async def` workers and Pro workers (whose gate reads the table)."""

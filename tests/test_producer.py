@@ -112,6 +112,25 @@ async def test_an_isolated_job_is_killed_at_its_timeout(db_url: str) -> None:
     assert not [p for p in multiprocessing.active_children() if p.name == "oban-isolated"]
 
 
+async def test_an_isolated_jobs_timeout_counts_from_its_start_not_its_childs(db_url: str) -> None:
+    """A fresh child (after a kill, or the first) takes its interpreter's start and the module's
+    import (1.5 s here) before the job begins: a 0.5 s job timeout must not be spent on that,
+    or every job after a kill would time out in turn."""
+    from . import slow_start_workers  # noqa: F401 - registers py.SlowStart
+
+    async with AsyncObanBridge(db_url, queues={"slowstart": 1}, plugins=[], poll_interval=0.05) as oban:
+        quick = await oban.insert(Job.new("py.SlowStart", {"seconds": 0}, queue="slowstart", max_attempts=1))
+        await wait_for(lambda: count(db_url, f"id = {quick.id} AND state <> 'available' "
+                                             "AND state <> 'executing'") == 1, timeout=60)
+        stuck = await oban.insert(Job.new("py.SlowStart", {"seconds": 60}, queue="slowstart", max_attempts=1))
+        await wait_for(lambda: count(db_url, f"id = {stuck.id} AND state = 'discarded'") == 1, timeout=60)
+        after_kill = await oban.insert(Job.new("py.SlowStart", {"seconds": 0}, queue="slowstart", max_attempts=1))
+        await wait_for(lambda: count(db_url, f"id = {after_kill.id} AND state <> 'available' "
+                                             "AND state <> 'executing'") == 1, timeout=60)
+    states = {row["id"]: row["state"] for row in rows(db_url, "queue = 'slowstart'")}
+    assert states == {quick.id: "completed", stuck.id: "discarded", after_kill.id: "completed"}
+
+
 async def test_a_cancelled_def_job_that_checks_stops_and_is_recorded_as_elixir_records_a_pkill(db_url: str) -> None:
     workers.polite_started.clear()
     workers.polite_stopped.clear()
