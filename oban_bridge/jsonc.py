@@ -31,11 +31,19 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact JSON; a TypeError for what neither encoder can write (and a ValueError for NaN or
-    an infinity next to a long integer, which orjson would have written as null)."""
+    an infinity next to a long integer, which orjson would have written as null).
+
+    A UTC datetime is written with `Z`, as Jason writes an Elixir DateTime in UTC
+    (DateTime.to_iso8601/1): args holding one read the same whichever language inserted them."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)
     except TypeError as exc:
         if "64-bit" not in str(exc):
             raise
     # ensure_ascii=False and compact separators: the bytes orjson would have written.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """What orjson writes natively, for the standard library's encoder (long integers' path)."""
+    return orjson.loads(orjson.dumps(value, option=orjson.OPT_UTC_Z))

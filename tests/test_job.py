@@ -153,3 +153,17 @@ def same_json(a: Any, b: Any) -> bool:
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         return float(a) == float(b)
     return type(a) is type(b) and a == b
+
+
+@given(st.datetimes(timezones=st.just(timezone.utc)), st.datetimes(), st.integers(2**64, 2**80))
+def test_datetimes_in_args_are_written_as_jason_writes_them(utc: datetime, naive: datetime, big: int) -> None:
+    """Jason writes a UTC DateTime as DateTime.to_iso8601/1 does, with `Z`, and a NaiveDateTime
+    with no offset; so do args inserted from Python (the error stamps the Elixir node wrote, in
+    jobs_after_execution.json, end in `Z` too), with or without an integer past 64 bits."""
+    elixir_at = next(r for r in fixture("jobs_after_execution.json")["rows"] if r["errors"])["errors"][0]["at"]
+    assert elixir_at.endswith("Z") and "+" not in elixir_at
+    for args in ({"at": utc, "naive": naive}, {"at": utc, "naive": naive, "big": big}):
+        written = Job.new("W", args).args
+        assert written["at"].endswith("Z") and "+00:00" not in written["at"]
+        assert datetime.fromisoformat(written["at"].replace("Z", "+00:00")) == utc
+        assert datetime.fromisoformat(written["naive"]) == naive

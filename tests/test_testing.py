@@ -342,6 +342,8 @@ def test_enqueued_filters_on_errors_and_attempted_by(oban: ObanBridge, oban_test
              psycopg.types.json.Jsonb(elixir["errors"][0]), elixir["attempted_by"]))
     t = oban_testing
     t.assert_enqueued(worker="Harness.Echo", errors=elixir["errors"], attempted_by=elixir["attempted_by"])
+    at = datetime.fromisoformat(elixir["errors"][0]["at"].replace("Z", "+00:00"))
+    t.assert_enqueued(errors=[{**elixir["errors"][0], "at": at}])  # a DateTime, written as Jason writes it
     t.refute_enqueued(errors=[{**elixir["errors"][0], "attempt": 2}])
     t.refute_enqueued(errors=[])
     t.refute_enqueued(attempted_by=["vm"])
