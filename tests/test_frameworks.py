@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from oban_bridge import Job, worker
 from oban_bridge.contrib import sqlalchemy as oban_sa
@@ -70,6 +70,11 @@ def test_sqlalchemy_session_insert_commits_and_rolls_back_with_the_session(
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
     engine.dispose()
+    scoped = scoped_session(sessionmaker(create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(db_url))))
+    with scoped.begin():  # Flask-SQLAlchemy's db.session is one of these
+        oban_sa.insert(scoped, Job.new("Shop.Scoped", {}))
+    scoped.remove()
+    assert jobs(db_url, "Shop.Scoped") == 1
     other = create_engine("sqlite://")
     with Session(other) as session, pytest.raises(TypeError, match="psycopg 3 driver"):
         oban_sa.insert(session, Job.new("Shop.Receipt", {}))
@@ -152,7 +157,8 @@ def test_fastapi_without_the_lifespan_says_what_is_missing() -> None:
 
 def test_fastapi_example_runs_under_uvicorn_as_documented(db_url: str) -> None:
     """`DATABASE_URL=… uvicorn examples.fastapi_signup.app:app`, as its docstring says: a fresh
-    database (Oban's tables only) and a sign-up that enqueues the Elixir app's welcome mail."""
+    database (Oban's tables only), two workers starting at once, and a sign-up that enqueues the
+    Elixir app's welcome mail."""
     import socket
     import time
     import urllib.error
@@ -161,7 +167,8 @@ def test_fastapi_example_runs_under_uvicorn_as_documented(db_url: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.fastapi_signup.app:app", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.fastapi_signup.app:app", "--port", str(port),
+                               "--workers", "2"],
                               cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     try:

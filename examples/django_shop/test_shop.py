@@ -131,6 +131,43 @@ def test_the_system_check_finds_oban_tables_or_says_how_to_make_them(shop_db_url
     assert warning.id == "oban_bridge.W001" and "oban_bridge migrate" in warning.msg + (warning.hint or "")
 
 
+def test_the_check_leaves_the_callers_transaction_as_it_found_it(shop_db_url: str) -> None:
+    """Run inside an open transaction (a TestCase's), the check's own settings must not stay:
+    the ORM's next statement still finds the app's tables."""
+    from django.core.checks import run_checks
+    from django.db import transaction
+    from shop.models import Order
+
+    with transaction.atomic():
+        assert [e for e in run_checks(databases=["default"]) if e.id.startswith("oban_bridge")] == []
+        Order.objects.create(total=1)
+        transaction.set_rollback(True)
+
+
+def test_a_bad_oban_bridge_setting_is_a_check_error_not_a_traceback(shop_db_url: str) -> None:
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    with override_settings(OBAN_BRIDGE={"queus": "shop:1"}):
+        found = [e for e in run_checks() if e.id.startswith("oban_bridge")]
+        assert [e for e in run_checks(databases=["default"]) if e.id.startswith("oban_bridge")] == found
+    assert [e.id for e in found] == ["oban_bridge.E003"] and "'queus'" in found[0].msg
+
+
+def test_migrate_oban_writes_itself_into_a_migration_file() -> None:
+    """What makemigrations/squashmigrations write must import and pin the version."""
+    from django.db.migrations.writer import OperationWriter
+
+    from oban_bridge.contrib.django.operations import MigrateOban
+
+    text, imports = OperationWriter(MigrateOban(), indentation=0).serialize()
+    assert text.startswith("oban_bridge.contrib.django.operations.MigrateOban(") and "version=14" in text
+    assert imports == {"import oban_bridge.contrib.django.operations"}
+    namespace: dict[str, object] = {}
+    exec("import oban_bridge.contrib.django.operations\nop = " + text.rstrip().rstrip(","), namespace)  # noqa: S102 - our own output
+    assert namespace["op"].version == 14  # type: ignore[attr-defined]
+
+
 def manage(url: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shop_site.settings", "DATABASE_URL": url,
            "PYTHONPATH": str(HERE.parent.parent.parent)}

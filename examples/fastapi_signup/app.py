@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
-from sqlalchemy import String, select
+from sqlalchemy import String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -44,11 +44,15 @@ def make_app(database_url: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)  # the service's own table, once
-        async with running(app, url or None):
-            yield
-        await engine.dispose()
+        try:
+            async with engine.begin() as conn:
+                # The service's own table, once, even when `uvicorn --workers N` starts N at once.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('fastapi_signup.tables'))"))
+                await conn.run_sync(Base.metadata.create_all)
+            async with running(app, url or None):
+                yield
+        finally:
+            await engine.dispose()
 
     app = FastAPI(lifespan=app_lifespan)
 

@@ -43,8 +43,10 @@ def connection(session: Any) -> Any:
     import psycopg
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import Session, scoped_session
 
+    if isinstance(session, scoped_session):  # Flask-SQLAlchemy's db.session: this thread's Session
+        session = session()
     if not isinstance(session, (Session, Connection)):
         other = "insert_async()/insert_all_async()" if isinstance(session, (AsyncSession, AsyncConnection)) else None
         raise _wrong_kind(session, "a Session or Connection", other)
@@ -59,9 +61,11 @@ async def connection_async(session: Any) -> Any:
     """The psycopg AsyncConnection under an AsyncSession or AsyncConnection, in its transaction."""
     import psycopg
     from sqlalchemy.engine import Connection
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
     from sqlalchemy.orm import Session
 
+    if isinstance(session, async_scoped_session):
+        session = session()
     if not isinstance(session, (AsyncSession, AsyncConnection)):
         other = "insert()/insert_all()" if isinstance(session, (Session, Connection)) else None
         raise _wrong_kind(session, "an AsyncSession or AsyncConnection", other)

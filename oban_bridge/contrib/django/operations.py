@@ -39,12 +39,12 @@ class MigrateOban(migrations.operations.base.Operation):
         self.prefix = None if prefix is None else validate_prefix(prefix)
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        kwargs: dict[str, Any] = {}
-        if self.version != CURRENT_VERSION:
-            kwargs["version"] = self.version
+        # The class name alone: Django's writer imports the module itself. The version is always
+        # written out, so a squashed migration stays at the version it was made with.
+        kwargs: dict[str, Any] = {"version": self.version}
         if self.prefix is not None:
             kwargs["prefix"] = self.prefix
-        return "oban_bridge.contrib.django.operations.MigrateOban", [], kwargs
+        return self.__class__.__name__, [], kwargs
 
     def state_forwards(self, app_label: str, state: Any) -> None:
         pass  # no Django models: Oban's tables belong to Oban
