@@ -74,7 +74,7 @@ def run_node(make_node: Callable[[int], ObanBridge], index: int, parent: int | N
     A terminal's Ctrl-C reaches the whole process group. Children ignore SIGINT and take their
     signals from the parent alone, which forwards each one as SIGTERM, so one Ctrl-C is one
     graceful stop and a second ends the grace at once, wherever it was sent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so since exec (spawn()); kept explicit
     watch_parent(parent)
     from .errors import ValidationError
 
@@ -147,7 +147,15 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
     def spawn(index: int) -> None:
         child = context.Process(target=run_node, args=(make_node, index, os.getpid()),
                                 name=f"oban-bridge-node-{index + 1}")
-        child.start()
+        # The child starts with SIGINT ignored (an ignored signal stays ignored across exec, and
+        # Python then leaves it so): a Ctrl-C to the group while it is still importing is not a
+        # KeyboardInterrupt traceback from a child that was not listening yet. The parent ignores
+        # it only for the few milliseconds of the fork and exec.
+        ours = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            child.start()
+        finally:
+            signal.signal(signal.SIGINT, ours)
         children[index], started_at[index] = child, time.monotonic()
         log.info("node process started", extra={"index": index + 1, "pid": child.pid})
 

@@ -144,6 +144,34 @@ def _wait_state(db_url: str, job_id: int, state: str, proc: subprocess.Popen[str
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("after", [0.1, 0.2, 0.3])
+def test_a_ctrl_c_while_a_child_is_still_starting_is_a_quiet_graceful_stop(db_url: str, after: float) -> None:
+    """A terminal's Ctrl-C can land while a child is still importing, before it could ignore
+    SIGINT: it must be one graceful stop, with no KeyboardInterrupt traceback from that child."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oban_bridge", "start", "-m", "tests.workers", "-q", "slowgroup:1",
+         "--processes", "2", "--grace", "5"],
+        env={**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if "node process started" in line and "index=2" in line:
+                time.sleep(after)  # into the second child's imports (about 0.5 s in all)
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = "".join(seen) + (proc.stderr.read() if proc.stderr else "")
+    assert code == 0, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
 def test_one_ctrl_c_to_the_group_is_one_graceful_stop_and_a_second_signal_to_the_parent_ends_it(db_url: str) -> None:
     """A terminal's Ctrl-C reaches the parent and every child at once: that is one stop (the running
     job keeps its grace), and a second signal, even to the parent alone, ends the grace at once."""
