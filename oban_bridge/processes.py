@@ -74,7 +74,9 @@ def run_node(make_node: Callable[[int], ObanBridge], index: int, parent: int | N
     A terminal's Ctrl-C reaches the whole process group. Children ignore SIGINT and take their
     signals from the parent alone, which forwards each one as SIGTERM, so one Ctrl-C is one
     graceful stop and a second ends the grace at once, wherever it was sent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so since exec (spawn()); kept explicit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so since exec (start_ignoring_sigint)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since exec; now ignored
     watch_parent(parent)
     from .errors import ValidationError
 
@@ -100,6 +102,30 @@ def watch_parent(parent: int | None = None, interval: float = 1.0) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="oban-bridge-parent-watch", daemon=True).start()
+
+
+def start_ignoring_sigint(child: BaseProcess) -> None:
+    """Start a spawned child with SIGINT ignored from its first instruction: an ignored signal
+    stays ignored across exec, and Python then leaves it so. A Ctrl-C to the group while the child
+    is still importing is then no KeyboardInterrupt traceback from a child not yet listening.
+
+    The parent's own SIGINT is blocked meanwhile, so a Ctrl-C landing in those milliseconds stays
+    pending (Linux never discards a blocked signal) and reaches the parent's handler afterwards,
+    instead of being thrown away by the moment's SIG_IGN. multiprocessing's resource tracker
+    unblocks SIGINT when it first starts, so it is started before the window."""
+    before = None
+    if hasattr(signal, "pthread_sigmask"):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    ours = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child.start()
+    finally:
+        signal.signal(signal.SIGINT, ours)
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def exit_past_stuck_jobs() -> None:
@@ -147,15 +173,7 @@ keep exiting right after they start (up to 30 s). `stop_timeout` bounds the wait
     def spawn(index: int) -> None:
         child = context.Process(target=run_node, args=(make_node, index, os.getpid()),
                                 name=f"oban-bridge-node-{index + 1}")
-        # The child starts with SIGINT ignored (an ignored signal stays ignored across exec, and
-        # Python then leaves it so): a Ctrl-C to the group while it is still importing is not a
-        # KeyboardInterrupt traceback from a child that was not listening yet. The parent ignores
-        # it only for the few milliseconds of the fork and exec.
-        ours = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            child.start()
-        finally:
-            signal.signal(signal.SIGINT, ours)
+        start_ignoring_sigint(child)
         children[index], started_at[index] = child, time.monotonic()
         log.info("node process started", extra={"index": index + 1, "pid": child.pid})
 

@@ -172,6 +172,48 @@ def test_a_ctrl_c_while_a_child_is_still_starting_is_a_quiet_graceful_stop(db_ur
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
 
 
+LOST_SIGINT = """
+import os, signal, sys, threading, time
+from multiprocessing.context import SpawnProcess
+from oban_bridge import processes
+
+class Idle:
+    def run(self, signals):
+        stop = threading.Event()
+        for sig in signals:
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait(60)
+
+def make(index):
+    return Idle()
+
+real_start = SpawnProcess.start
+
+def start(self):
+    if self.name.endswith("-2"):
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C landing while the second child starts
+    return real_start(self)
+
+if __name__ == "__main__":
+    SpawnProcess.start = start
+    began = time.monotonic()
+    status = processes.run(make, 2, stop_timeout=20)
+    print("exit", status, round(time.monotonic() - began, 1))
+"""
+
+
+def test_a_ctrl_c_to_the_parent_while_it_starts_a_child_is_not_lost(tmp_path: Path) -> None:
+    """The parent ignores SIGINT for the moment a child is spawned (so the child starts ignoring
+    it); a Ctrl-C in that moment must still stop the run, not vanish."""
+    script = tmp_path / "lost_sigint.py"
+    script.write_text(LOST_SIGINT)
+    done = subprocess.run([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr
+    status, seconds = done.stdout.split()[1:]
+    assert status == "0" and float(seconds) < 15, done.stdout + done.stderr
+
+
 def test_one_ctrl_c_to_the_group_is_one_graceful_stop_and_a_second_signal_to_the_parent_ends_it(db_url: str) -> None:
     """A terminal's Ctrl-C reaches the parent and every child at once: that is one stop (the running
     job keeps its grace), and a second signal, even to the parent alone, ends the grace at once."""
