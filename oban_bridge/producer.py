@@ -75,6 +75,17 @@ def producer_uuid() -> str:
     return str(uuid.UUID(int=(uuid.uuid4().int & ~(0xF << 76)) | (0x8 << 76)))
 
 
+def _within_deadline(attempt: Attempt, wait: float) -> tuple[float, str]:
+    """`wait` as a timeout, or a Pro forced deadline's remaining time when that is sooner (the
+    attempt is then stopped for its deadline, as prepare() arranges when it is sooner at once;
+    `by_deadline` stays prepare()'s, so the child's start still re-arms the job's own timeout)."""
+    pro = attempt.spec.pro if attempt.spec is not None else None
+    remaining = pro.remaining(attempt.job) if pro is not None else None
+    if remaining is not None and remaining <= wait:
+        return remaining, "deadline"
+    return wait, "timeout"
+
+
 class Producer:
     def __init__(
         self,
@@ -527,16 +538,19 @@ class Producer:
             reason = "deadline" if attempt.by_deadline else "timeout"
             wait = attempt.timeout
             if attempt.spec is not None and attempt.spec.isolation == "process" and not attempt.by_deadline:
-                wait += START_ALLOWANCE  # until its child starts it (_child_started); a deadline is a deadline
+                # Until its child starts it (_child_started), and never past a forced deadline.
+                wait, reason = _within_deadline(attempt, wait + START_ALLOWANCE)
             attempt.timer = asyncio.get_running_loop().call_later(wait, attempt.request_stop, reason)
 
     def _child_started(self, attempt: Attempt) -> None:
-        """An isolated job's child began perform: its timeout counts from now (isolation.py)."""
+        """An isolated job's child began perform: its timeout counts from now (isolation.py),
+        unless a forced deadline comes sooner."""
         if attempt.finished or attempt.stop is not None or attempt.by_deadline or attempt.timeout is None:
             return
         if attempt.timer is not None:
             attempt.timer.cancel()
-        attempt.timer = asyncio.get_running_loop().call_later(attempt.timeout, attempt.request_stop, "timeout")
+        wait, reason = _within_deadline(attempt, attempt.timeout)
+        attempt.timer = asyncio.get_running_loop().call_later(wait, attempt.request_stop, reason)
 
     async def _run(self, attempt: Attempt) -> None:
         """The coroutine path: `async def` workers and Pro workers (whose gate reads the table)."""

@@ -16,3 +16,9 @@ if multiprocessing.parent_process() is not None:  # in the isolated child only
 def slow_start(job: Job) -> str:
     time.sleep(float(job.args.get("seconds", 0)))
     return "done"
+
+
+@worker("py.SlowStartDeadline", queue="slowdeadline", timeout=1.0, max_attempts=1, isolation="process",
+        deadline={"in": 2, "force": True})
+def slow_start_deadline(job: Job) -> None:
+    time.sleep(30)

@@ -131,6 +131,21 @@ async def test_an_isolated_jobs_timeout_counts_from_its_start_not_its_childs(db_
     assert states == {quick.id: "completed", stuck.id: "discarded", after_kill.id: "completed"}
 
 
+async def test_an_isolated_job_still_ends_at_its_forced_deadline_after_a_slow_start(db_url: str) -> None:
+    """Timeout 1 s, a forced deadline 2 s after insert, a child that takes 1.5 s to start: the
+    timeout counted from the start would end it at 2.5 s, past the deadline. Pro's deadline is
+    absolute: the job is cancelled for it, at 2 s."""
+    from .slow_start_workers import slow_start_deadline
+
+    async with AsyncObanBridge(db_url, queues={"slowdeadline": 1}, plugins=[], poll_interval=0.05) as oban:
+        job = await oban.insert(slow_start_deadline.new({}))  # type: ignore[attr-defined]
+        await wait_for(lambda: count(db_url, f"id = {job.id} AND state IN ('cancelled', 'discarded')") == 1,
+                       timeout=60)
+    (row,) = rows(db_url, f"id = {job.id}")
+    assert row["state"] == "cancelled", row
+    assert row["errors"][0]["error"].endswith("failed with {:cancel, :deadline_exceeded}")
+
+
 async def test_a_cancelled_def_job_that_checks_stops_and_is_recorded_as_elixir_records_a_pkill(db_url: str) -> None:
     workers.polite_started.clear()
     workers.polite_stopped.clear()
