@@ -245,3 +245,18 @@ async def test_hooks_run_implicit_explicit_global(db_url: str) -> None:
         detach_hook(hook)
     assert calls == ["implicit.before", "explicit.before", "global.before", "process",
                      "implicit.after.complete", "explicit.after.complete", "global.after.complete"]
+
+
+def test_a_chain_keyed_by_a_datetime_is_one_partition_given_or_read_back() -> None:
+    """A successor is often enqueued from the stored args (`job.args`), where a UTC datetime is the
+    "…Z" string Jason would write: it must land in the chain the datetime started."""
+    from datetime import datetime, timezone
+
+    @worker("MyApp.ByDay", queue="chain", chain={"by": {"args": "day"}})
+    def by_day(job: Job) -> None:
+        return None
+
+    first = by_day.new({"day": datetime(2026, 12, 7, tzinfo=timezone.utc)})  # type: ignore[attr-defined]
+    assert first.args["day"] == "2026-12-07T00:00:00Z"
+    again = by_day.new(dict(first.args))  # type: ignore[attr-defined]
+    assert again.meta["chain_id"] == first.meta["chain_id"]

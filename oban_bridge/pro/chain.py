@@ -50,8 +50,10 @@ class Chain:
     def chain_id(self, worker: str, args: dict[str, Any], meta: dict[str, Any], key: bytes | None = None) -> str:
         """A digest of the partition. With `key` (an encrypted worker's), a keyed BLAKE2b: without
         the key nobody can test guesses of the args against it (an SSN has few enough values)."""
+        # OPT_UTC_Z as jsonc writes args: a UTC datetime given here and the "…Z" string a job
+        # read back holds are one partition.
         data = orjson.dumps([worker if self.worker else None, {k: args.get(k) for k in self.args},
-                             {k: meta.get(k) for k in self.meta}], option=orjson.OPT_SORT_KEYS)
+                             {k: meta.get(k) for k in self.meta}], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z)
         if key is None:
             return hashlib.blake2b(data, digest_size=12).hexdigest()
         return "k" + hashlib.blake2b(data, key=_mac_key(key), digest_size=12).hexdigest()
