@@ -35,14 +35,13 @@ def oban_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 @register(Tags.database)
 def oban_schema(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Warning]:
     import psycopg
+    from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError
 
     from . import _connection, alias, settings
     from ...db import run_sync
     from ...errors import ObanBridgeError
     from ...schema import CURRENT_VERSION, verify_plan
-
-    from django.core.exceptions import ImproperlyConfigured
 
     if databases is None:
         return []
